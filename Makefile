@@ -1,0 +1,66 @@
+# The two commands of the README:
+#   make sandbox   provision a local systemd container with site.yml and sign it off
+#   make test      lint, unit tests and every molecule scenario
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STATE := $(CURDIR)/.state
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_HOME := $(STATE)/ansible
+export ANSIBLE_LOCAL_TEMP := $(STATE)/ansible/tmp
+export ANSIBLE_FORCE_COLOR ?= 0
+export PY_COLORS ?= 0
+SANDBOX_INVENTORY := sandbox/inventory.yml
+SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
+.PHONY: help venv host image sandbox sandbox-rerun sandbox-destroy test lint unit molecule clean
+
+help:
+	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
+	@echo "make test             lint + unit tests + molecule scenarios: $(SCENARIOS)"
+	@echo "make sandbox-destroy  remove the sandbox container"
+	@echo "make lint | unit | molecule | image | clean"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+host:
+	python3 tools/hostctl.py host-deps
+	python3 tools/hostctl.py docker-up
+
+image: host
+	python3 tools/hostctl.py image
+
+sandbox: venv image
+	python3 tools/hostctl.py sandbox-up
+	ansible-playbook site.yml -i $(SANDBOX_INVENTORY)
+	ansible-playbook playbooks/signoff.yml -i $(SANDBOX_INVENTORY)
+
+sandbox-destroy:
+	python3 tools/hostctl.py sandbox-down
+
+lint: venv
+	yamllint --strict .
+	ruff check .
+	ruff format --check .
+	ansible-playbook --syntax-check site.yml -i inventory
+	ansible-playbook --syntax-check playbooks/signoff.yml -i $(SANDBOX_INVENTORY)
+	ansible-lint
+
+unit: venv
+	pytest -q tests/unit
+
+molecule: venv image
+	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
+
+test: lint unit molecule
+
+clean: sandbox-destroy
+	rm -rf $(VENV) $(STATE)

@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+# Copyright: ChatFlow platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure helpers and catalog queries shared by the chatflow.db modules.
+
+Nothing in here talks to Ansible, so the pure parts are unit-tested directly.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import re
+
+# A custom setting must be namespaced ("prefix.name"), as PostgreSQL requires
+# for placeholders; we only allow plain identifier characters.
+_SETTING_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def normalise_sql(text):
+    """Return the SQL text with CRLF / CR line endings turned into LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def sql_checksum(texts):
+    """sha256 over one or more SQL texts, line endings normalised.
+
+    The texts are joined with a NUL separator, so moving a statement from the
+    end of one file to the start of the next still changes the checksum.
+    """
+    digest = hashlib.sha256()
+    for index, text in enumerate(texts):
+        if index:
+            digest.update(b"\0")
+        digest.update(normalise_sql(text).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def valid_setting_name(name):
+    return bool(_SETTING_RE.match(name or ""))
+
+
+def valid_identifier(name):
+    return bool(_IDENT_RE.match(name or ""))
+
+
+def line_of_position(text, position):
+    """1-based line number of a 1-based character position in text.
+
+    PostgreSQL reports an error's place as a character position in the
+    statement string; operators want a line number of the file.
+    """
+    if not position or position < 1:
+        return None
+    return text.count("\n", 0, position - 1) + 1
+
+
+def statement_at(text, line, context=2):
+    """The lines around `line` (1-based), for an error message."""
+    if not line:
+        return ""
+    lines = text.split("\n")
+    start = max(0, line - 1 - context)
+    end = min(len(lines), line + context)
+    return "\n".join(lines[start:end])
+
+
+# Everything that defines the objects of the tracked schemas, one text line
+# each, sorted and hashed.  Privileges (ACLs) are left out on purpose: they are
+# managed by community.postgresql.postgresql_privs, not by the SQL files.
+# Names come out schema-qualified because the caller runs this with
+# search_path = pg_catalog.  The query takes one parameter, so format()'s
+# placeholders are written %%s.
+FINGERPRINT_SQL = """
+SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) AS fingerprint,
+       count(*) AS items
+FROM (
+    SELECT format('schema %%s owner=%%s', n.nspname, pg_get_userbyid(n.nspowner))
+      FROM pg_namespace n WHERE n.nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT format('rel %%s.%%s kind=%%s owner=%%s persistence=%%s', n.nspname, c.relname,
+                  c.relkind, pg_get_userbyid(c.relowner), c.relpersistence)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+    UNION ALL
+    SELECT format('col %%s.%%s.%%s %%s notnull=%%s default=%%s generated=%%s identity=%%s',
+                  n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+                  a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attgenerated, a.attidentity)
+      FROM pg_attribute a
+      JOIN pg_class c ON c.oid = a.attrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT format('con %%s.%%s %%s %%s validated=%%s', n.nspname, c.relname, co.conname,
+                  pg_get_constraintdef(co.oid), co.convalidated)
+      FROM pg_constraint co
+      JOIN pg_class c ON c.oid = co.conrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT format('idx %%s valid=%%s ready=%%s', pg_get_indexdef(i.indexrelid), i.indisvalid, i.indisready)
+      FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indexrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT format('trg %%s enabled=%%s', pg_get_triggerdef(t.oid), t.tgenabled)
+      FROM pg_trigger t
+      JOIN pg_class c ON c.oid = t.tgrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal
+    UNION ALL
+    SELECT format('fn %%s owner=%%s def=%%s', p.oid::regprocedure, pg_get_userbyid(p.proowner),
+                  md5(pg_get_functiondef(p.oid)))
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = ANY(%(schemas)s) AND p.prokind IN ('f', 'p')
+    UNION ALL
+    SELECT format('view %%s.%%s %%s', n.nspname, c.relname, md5(pg_get_viewdef(c.oid)))
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('v', 'm')
+    UNION ALL
+    SELECT format('ext %%s %%s schema=%%s', e.extname, e.extversion, e.extnamespace::regnamespace)
+      FROM pg_extension e
+) AS f (item)
+"""
+
+# Rows inserted, updated or deleted by the current transaction.
+ROWS_WRITTEN_SQL = """
+SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint
+  FROM pg_stat_xact_user_tables
+"""

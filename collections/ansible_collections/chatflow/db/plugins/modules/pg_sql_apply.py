@@ -1,0 +1,349 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ChatFlow platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: pg_sql_apply
+short_description: Apply idempotent SQL files to PostgreSQL, reporting changed only when something changed
+version_added: "0.1.0"
+description:
+  - Runs one or more SQL files, written to be rerunnable (C(IF NOT EXISTS), C(OR REPLACE), C(ON CONFLICT)),
+    in a single transaction, under a transaction-level advisory lock so concurrent runs serialise.
+  - Reports C(changed) only when the catalog of the tracked schemas (tables, columns, constraints, indexes
+    and their validity, triggers, functions, views, extensions, owners) differs after the files ran,
+    or when the files wrote table rows.  Otherwise the transaction is rolled back.
+  - With I(skip_unchanged), the checksum of the files and the catalog fingerprint are recorded in
+    I(state_schema); a rerun whose files and live catalog both match the record does nothing at all and
+    takes no lock on any table.  A dropped index or trigger changes the fingerprint, so the files run again
+    and repair it.
+  - In check mode the files run inside the transaction, which is always rolled back, so the result tells
+    what a real run would change without writing anything.
+options:
+  path:
+    description: SQL files on the managed host, run in this order.
+    type: list
+    elements: path
+    required: true
+  login_db:
+    description: Database to connect to.
+    type: str
+    required: true
+    aliases: [db]
+  apply_role:
+    description:
+      - Role to C(SET ROLE) to while the files run, so that created objects are owned by it.
+      - The fingerprint and the bookkeeping are done as the login user.
+    type: str
+  settings:
+    description:
+      - Custom session settings (C(prefix.name) => value) set for the transaction with C(set_config), for the
+        SQL to read with C(current_setting()). Values are never logged or returned.
+    type: dict
+    default: {}
+  skip_unchanged:
+    description: Record checksum and fingerprint, and skip the run when both still match the record.
+    type: bool
+    default: true
+  state_key:
+    description: Name of the record in I(state_schema). Defaults to the file name of the first I(path).
+    type: str
+  state_schema:
+    description: Schema of the bookkeeping table (created when missing, outside the tracked schemas).
+    type: str
+    default: chatflow_meta
+  fingerprint_schemas:
+    description: Schemas whose catalog makes up the fingerprint.
+    type: list
+    elements: str
+    default: [public]
+  lock_timeout:
+    description: C(lock_timeout) for the run, so a busy table fails the run instead of stalling the app.
+    type: str
+    default: 10s
+extends_documentation_fragment:
+  - community.postgresql.postgres
+notes:
+  - Needs psycopg2 on the managed host. Connects as I(login_user) (C(postgres) over the local socket by default).
+author:
+  - ChatFlow platform team
+"""
+
+EXAMPLES = r"""
+- name: Apply the ChatFlow schema as its owner
+  become: true
+  become_user: postgres
+  chatflow.db.pg_sql_apply:
+    login_db: chatflow_mvp
+    path: /home/agenti/my-mvp-slack/database/schema.sql
+    apply_role: chatflow_owner
+
+- name: Insert the seed rows, handing passwords to the SQL as settings
+  become: true
+  become_user: postgres
+  chatflow.db.pg_sql_apply:
+    login_db: chatflow_mvp
+    path: /home/agenti/my-mvp-slack/database/seed.sql
+    apply_role: chatflow_owner
+    skip_unchanged: false
+    settings:
+      chatflow.seed_password_alice: "{{ alice_password }}"
+  no_log: true
+"""
+
+RETURN = r"""
+skipped_unchanged:
+  description: True when the record matched and nothing ran.
+  returned: always
+  type: bool
+catalog_changed:
+  description: Whether the fingerprint after the files differs from before.
+  returned: always
+  type: bool
+rows_written:
+  description: Rows inserted, updated or deleted by the files.
+  returned: always
+  type: int
+fingerprint_before:
+  description: md5 of the tracked catalog before the run.
+  returned: always
+  type: str
+fingerprint:
+  description: md5 of the tracked catalog after the run (what is recorded).
+  returned: always
+  type: str
+checksum:
+  description: sha256 of the files, line endings normalised.
+  returned: always
+  type: str
+executed:
+  description: The files that ran, with their checksums.
+  returned: always
+  type: list
+  elements: dict
+queries:
+  description: The statements executed, in order (file contents and the bookkeeping statements).
+  returned: always
+  type: list
+  elements: str
+duration_ms:
+  description: Wall time of the run in milliseconds.
+  returned: always
+  type: int
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+    connect_to_db,
+    ensure_required_libs,
+    get_conn_params,
+    postgres_common_argument_spec,
+)
+from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import (
+    FINGERPRINT_SQL,
+    ROWS_WRITTEN_SQL,
+    line_of_position,
+    sql_checksum,
+    statement_at,
+    valid_identifier,
+    valid_setting_name,
+)
+
+STATE_TABLE = "sql_apply_state"
+
+
+def fingerprint(cursor, schemas):
+    cursor.execute("SET LOCAL search_path = pg_catalog")
+    cursor.execute(FINGERPRINT_SQL, {"schemas": list(schemas)})
+    row = cursor.fetchone()
+    cursor.execute("RESET search_path")
+    return row[0]
+
+
+def state_table_exists(cursor, schema):
+    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", ("%s.%s" % (schema, STATE_TABLE),))
+    return cursor.fetchone()[0]
+
+
+def read_state(cursor, schema, key):
+    if not state_table_exists(cursor, schema):
+        return None
+    cursor.execute(
+        'SELECT checksum, fingerprint FROM "%s".%s WHERE key = %%s' % (schema, STATE_TABLE), (key,)
+    )
+    return cursor.fetchone()
+
+
+def write_state(cursor, schema, key, checksum, fprint, queries):
+    ddl = [
+        'CREATE SCHEMA IF NOT EXISTS "%s"' % schema,
+        'REVOKE ALL ON SCHEMA "%s" FROM PUBLIC' % schema,
+        'CREATE TABLE IF NOT EXISTS "%s".%s ('
+        " key text PRIMARY KEY,"
+        " checksum text NOT NULL,"
+        " fingerprint text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now(),"
+        " applied_by text NOT NULL DEFAULT current_user)" % (schema, STATE_TABLE),
+    ]
+    for statement in ddl:
+        cursor.execute(statement)
+        queries.append(statement)
+    upsert = (
+        'INSERT INTO "%s".%s AS s (key, checksum, fingerprint) VALUES (%%s, %%s, %%s) '
+        "ON CONFLICT (key) DO UPDATE SET checksum = EXCLUDED.checksum, fingerprint = EXCLUDED.fingerprint, "
+        "applied_at = now(), applied_by = current_user "
+        "WHERE (s.checksum, s.fingerprint) IS DISTINCT FROM (EXCLUDED.checksum, EXCLUDED.fingerprint)"
+        % (schema, STATE_TABLE)
+    )
+    cursor.execute(upsert, (key, checksum, fprint))
+    queries.append(upsert)
+
+
+def describe_error(exc, path, text):
+    """A message that names the file, the line and the failing statement."""
+    message = to_native(getattr(exc, "pgerror", None) or exc).strip()
+    diag = getattr(exc, "diag", None)
+    position = None
+    if diag is not None and getattr(diag, "statement_position", None):
+        try:
+            position = int(diag.statement_position)
+        except (TypeError, ValueError):
+            position = None
+    line = line_of_position(text, position)
+    where = "%s line %s" % (path, line) if line else path
+    snippet = statement_at(text, line)
+    msg = "SQL failed in %s: %s" % (where, message)
+    if snippet:
+        msg += "\n--- near ---\n%s" % snippet
+    return msg, line
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(
+        path=dict(type="list", elements="path", required=True),
+        login_db=dict(type="str", required=True, aliases=["db"]),
+        apply_role=dict(type="str"),
+        settings=dict(type="dict", default={}, no_log=True),
+        skip_unchanged=dict(type="bool", default=True),
+        state_key=dict(type="str", no_log=False),
+        state_schema=dict(type="str", default="chatflow_meta"),
+        fingerprint_schemas=dict(type="list", elements="str", default=["public"]),
+        lock_timeout=dict(type="str", default="10s"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+
+    for name in params["settings"]:
+        if not valid_setting_name(name):
+            module.fail_json(msg="settings: %r is not a valid custom setting name; use prefix.name "
+                                 "(letters, digits, underscores)" % name)
+    for label, value in (("apply_role", params["apply_role"]), ("state_schema", params["state_schema"])):
+        if value is not None and not valid_identifier(value):
+            module.fail_json(msg="%s: %r is not a valid identifier (letters, digits, underscores, "
+                                 "at most 63 characters, not starting with a digit)" % (label, value))
+
+    texts = []
+    for path in params["path"]:
+        if not os.path.isfile(path):
+            module.fail_json(msg="path: %s does not exist on the managed host" % path)
+        with open(path, "rb") as handle:
+            try:
+                texts.append(handle.read().decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                module.fail_json(msg="path: %s is not valid UTF-8: %s" % (path, to_native(exc)))
+
+    checksum = sql_checksum(texts)
+    key = params["state_key"] or os.path.basename(params["path"][0])
+    schema = params["state_schema"]
+    result = dict(
+        changed=False,
+        skipped_unchanged=False,
+        catalog_changed=False,
+        rows_written=0,
+        fingerprint_before="",
+        fingerprint="",
+        checksum=checksum,
+        executed=[],
+        queries=[],
+        duration_ms=0,
+    )
+    started = time.monotonic()
+
+    ensure_required_libs(module)
+    conn_params = get_conn_params(module, params)
+    db_connection, dummy = connect_to_db(module, conn_params, autocommit=False)
+    cursor = db_connection.cursor()
+
+    try:
+        cursor.execute("SET LOCAL lock_timeout = %s", (params["lock_timeout"],))
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("chatflow.db.pg_sql_apply:" + key,))
+        before = fingerprint(cursor, params["fingerprint_schemas"])
+        result["fingerprint_before"] = before
+        result["fingerprint"] = before
+
+        if params["skip_unchanged"]:
+            recorded = read_state(cursor, schema, key)
+            if recorded is not None and tuple(recorded) == (checksum, before):
+                db_connection.rollback()
+                result["skipped_unchanged"] = True
+                result["duration_ms"] = int((time.monotonic() - started) * 1000)
+                module.exit_json(**result)
+
+        for name, value in params["settings"].items():
+            cursor.execute("SELECT set_config(%s, %s, true)", (name, "" if value is None else str(value)))
+        if params["apply_role"]:
+            statement = 'SET LOCAL ROLE "%s"' % params["apply_role"]
+            cursor.execute(statement)
+            result["queries"].append(statement)
+        for path, text in zip(params["path"], texts):
+            cursor.execute("SAVEPOINT chatflow_file")
+            try:
+                cursor.execute(text)
+            except Exception as exc:  # psycopg2.Error, reported with the file and line
+                msg, line = describe_error(exc, path, text)
+                db_connection.rollback()
+                module.fail_json(msg=msg, path=path, line=line, queries=result["queries"])
+            cursor.execute("RELEASE SAVEPOINT chatflow_file")
+            result["queries"].append(text)
+            result["executed"].append(dict(path=path, checksum=sql_checksum([text])))
+        if params["apply_role"]:
+            cursor.execute("RESET ROLE")
+
+        cursor.execute(ROWS_WRITTEN_SQL)
+        result["rows_written"] = int(cursor.fetchone()[0])
+        after = fingerprint(cursor, params["fingerprint_schemas"])
+        result["fingerprint"] = after
+        result["catalog_changed"] = after != before
+        result["changed"] = result["catalog_changed"] or result["rows_written"] > 0
+
+        if module.check_mode:
+            db_connection.rollback()
+        else:
+            if params["skip_unchanged"]:
+                write_state(cursor, schema, key, checksum, after, result["queries"])
+            db_connection.commit()
+    except Exception as exc:  # connection or bookkeeping failure
+        db_connection.rollback()
+        module.fail_json(msg="pg_sql_apply failed: %s" % to_native(exc), queries=result["queries"])
+    finally:
+        cursor.close()
+        db_connection.close()
+
+    if module._diff and result["changed"]:
+        result["diff"] = dict(before="", after="\n".join(result["queries"]) + "\n")
+    result["duration_ms"] = int((time.monotonic() - started) * 1000)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

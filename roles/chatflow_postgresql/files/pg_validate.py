@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""Validate a candidate postgresql.conf or pg_hba.conf before it is installed.
+
+Used as Ansible's `validate:` command by the chatflow_postgresql role.
+
+  pg_validate.py conf --bindir /usr/lib/postgresql/15/bin FILE
+      parses FILE with the server itself (`postgres -C`, as the postgres user):
+      unknown parameters, bad values and syntax errors fail.
+  pg_validate.py hba [--allow-any] FILE
+      checks every line against the host's policy: known connection types,
+      scram-sha-256 / peer / reject only (never trust, password, md5, ident),
+      valid CIDR addresses, and no 0.0.0.0/0 or ::/0 unless --allow-any.
+"""
+import argparse
+import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+TYPES = {"local", "host", "hostssl", "hostnossl"}
+METHODS = {"scram-sha-256", "peer", "reject"}
+
+
+def check_conf(path, bindir):
+    workdir = tempfile.mkdtemp(prefix="pg-validate-")
+    try:
+        copy = os.path.join(workdir, "postgresql.conf")
+        shutil.copyfile(path, copy)
+        shutil.chown(workdir, "postgres")
+        shutil.chown(copy, "postgres")
+        proc = subprocess.run(
+            ["runuser", "-u", "postgres", "--", os.path.join(bindir, "postgres"),
+             "--config-file=" + copy, "-C", "data_directory"],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr.replace(copy, "postgresql.conf"))
+            return 1
+        return 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def hba_errors(lines, allow_any):
+    errors = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        kind = fields[0]
+        if kind not in TYPES:
+            errors.append("line %d: connection type %r is not one of %s" % (number, kind, sorted(TYPES)))
+            continue
+        need = 4 if kind == "local" else 5
+        if len(fields) < need:
+            errors.append("line %d: expected TYPE DATABASE USER%s METHOD" % (number, "" if kind == "local" else " ADDRESS"))
+            continue
+        method = fields[need - 1]
+        if method not in METHODS:
+            errors.append("line %d: method %r is not allowed (use %s)" % (number, method, ", ".join(sorted(METHODS))))
+        if kind != "local":
+            address = fields[3]
+            try:
+                network = ipaddress.ip_network(address, strict=True)
+            except ValueError:
+                errors.append("line %d: %r is not a network in CIDR form" % (number, address))
+                continue
+            if network.prefixlen == 0 and not allow_any:
+                errors.append("line %d: %s admits every address; not allowed without --allow-any" % (number, address))
+    return errors
+
+
+def check_hba(path, allow_any):
+    with open(path, encoding="utf-8") as handle:
+        errors = hba_errors(handle.read().splitlines(), allow_any)
+    for error in errors:
+        sys.stderr.write("pg_hba.conf %s\n" % error)
+    return 1 if errors else 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="kind", required=True)
+    conf = sub.add_parser("conf")
+    conf.add_argument("--bindir", required=True)
+    conf.add_argument("file")
+    hba = sub.add_parser("hba")
+    hba.add_argument("--allow-any", action="store_true")
+    hba.add_argument("file")
+    args = parser.parse_args()
+    if args.kind == "conf":
+        return check_conf(args.file, args.bindir)
+    return check_hba(args.file, args.allow_any)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
