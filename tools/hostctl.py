@@ -45,14 +45,22 @@ INCLUDE = [
     "procps",
 ]
 SYSTEMD_RUN_OPTS = [
-    "--cap-add", "SYS_ADMIN",
-    "--cap-add", "NET_ADMIN",
-    "--security-opt", "seccomp=unconfined",
-    "--security-opt", "apparmor=unconfined",
-    "--cgroupns", "host",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run",
-    "--tmpfs", "/run/lock",
+    "--cap-add",
+    "SYS_ADMIN",
+    "--cap-add",
+    "NET_ADMIN",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--cgroupns",
+    "host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
 ]
 
 
@@ -65,7 +73,7 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def quiet(cmd: list[str]) -> bool:
-    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0
 
 
 def recipe_hash() -> str:
@@ -92,8 +100,7 @@ def host_deps(_args) -> int:
     log(f"installing {' '.join(missing)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run(["apt-get", "update", "-qq"], env=env)
-    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env,
-        stdout=subprocess.DEVNULL)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env, stdout=subprocess.DEVNULL)
     return 0
 
 
@@ -103,8 +110,7 @@ def docker_up(_args) -> int:
         return 0
     STATE.mkdir(exist_ok=True)
     logfile = open(STATE / "dockerd.log", "ab")  # noqa: SIM115 - handed to the daemon
-    proc = subprocess.Popen(["dockerd"], stdout=logfile, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(["dockerd"], stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
     (STATE / "dockerd.pid").write_text(str(proc.pid))
     for _ in range(60):
         if quiet(["docker", "info"]):
@@ -137,8 +143,10 @@ def docker_down(_args) -> int:
 
 def image_label() -> str | None:
     res = subprocess.run(
-        ["docker", "image", "inspect", IMAGE, "--format", "{{ index .Config.Labels \"chatflow.recipe\" }}"],
-        capture_output=True, text=True,
+        ["docker", "image", "inspect", IMAGE, "--format", '{{ index .Config.Labels "chatflow.recipe" }}'],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return res.stdout.strip() if res.returncode == 0 else None
 
@@ -161,25 +169,41 @@ def build_image(args) -> int:
     with tempfile.TemporaryDirectory(prefix="chatflow-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         log(f"debootstrap {SUITE} into {rootfs}")
-        run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
-             SUITE, str(rootfs), apt_mirror()], stdout=subprocess.DEVNULL)
+        run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", SUITE, str(rootfs), apt_mirror()],
+            stdout=subprocess.DEVNULL,
+        )
         sources = Path("/etc/apt/sources.list.d/debian.sources")
         if sources.exists():
             shutil.copy(sources, rootfs / "etc/apt/sources.list.d/debian.sources")
             (rootfs / "etc/apt/sources.list").unlink(missing_ok=True)
         # A container is not a console: no gettys, no udev settle waits.
-        for unit in ("getty@tty1.service", "console-getty.service",
-                     "systemd-udev-trigger.service", "systemd-udevd.service"):
+        for unit in (
+            "getty@tty1.service",
+            "console-getty.service",
+            "systemd-udev-trigger.service",
+            "systemd-udevd.service",
+        ):
             (rootfs / "etc/systemd/system" / unit).unlink(missing_ok=True)
             (rootfs / "etc/systemd/system" / unit).symlink_to("/dev/null")
         (rootfs / "etc/machine-id").write_text("")
         shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
         (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        run(["docker", "import",
-             "--change", 'CMD ["/lib/systemd/systemd"]',
-             "--change", f"LABEL chatflow.recipe={want}",
-             "-", IMAGE], stdin=tar.stdout, stdout=subprocess.DEVNULL)
+        run(
+            [
+                "docker",
+                "import",
+                "--change",
+                'CMD ["/lib/systemd/systemd"]',
+                "--change",
+                f"LABEL chatflow.recipe={want}",
+                "-",
+                IMAGE,
+            ],
+            stdin=tar.stdout,
+            stdout=subprocess.DEVNULL,
+        )
         tar.wait()
         if tar.returncode:
             log("tar of the rootfs failed")
@@ -189,15 +213,17 @@ def build_image(args) -> int:
 
 
 def container_state(name: str) -> str | None:
-    res = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", name],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Status}}", name], capture_output=True, text=True, check=False
+    )
     return res.stdout.strip() if res.returncode == 0 else None
 
 
 def wait_systemd(name: str, timeout: int = 60) -> bool:
     for _ in range(timeout):
-        res = subprocess.run(["docker", "exec", name, "systemctl", "is-system-running"],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            ["docker", "exec", name, "systemctl", "is-system-running"], capture_output=True, text=True, check=False
+        )
         if res.stdout.strip() in ("running", "degraded"):
             return True
         time.sleep(1)
@@ -214,8 +240,21 @@ def sandbox_up(_args) -> int:
         run(["docker", "start", SANDBOX], stdout=subprocess.DEVNULL)
     else:
         log(f"creating container {SANDBOX} from {IMAGE}")
-        run(["docker", "run", "-d", "--name", SANDBOX, "--hostname", SANDBOX,
-             *SYSTEMD_RUN_OPTS, IMAGE, "/lib/systemd/systemd"], stdout=subprocess.DEVNULL)
+        run(
+            [
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                SANDBOX,
+                "--hostname",
+                SANDBOX,
+                *SYSTEMD_RUN_OPTS,
+                IMAGE,
+                "/lib/systemd/systemd",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
     if not wait_systemd(SANDBOX):
         log("systemd in the sandbox did not reach running")
         return 1

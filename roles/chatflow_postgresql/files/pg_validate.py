@@ -11,6 +11,7 @@ Used as Ansible's `validate:` command by the chatflow_postgresql role.
       scram-sha-256 / peer / reject only (never trust, password, md5, ident),
       valid CIDR addresses, and no 0.0.0.0/0 or ::/0 unless --allow-any.
 """
+
 import argparse
 import ipaddress
 import os
@@ -31,9 +32,19 @@ def check_conf(path, bindir):
         shutil.chown(workdir, "postgres")
         shutil.chown(copy, "postgres")
         proc = subprocess.run(
-            ["runuser", "-u", "postgres", "--", os.path.join(bindir, "postgres"),
-             "--config-file=" + copy, "-C", "data_directory"],
-            capture_output=True, text=True, check=False,
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                os.path.join(bindir, "postgres"),
+                "--config-file=" + copy,
+                "-C",
+                "data_directory",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr.replace(copy, "postgresql.conf"))
@@ -56,7 +67,8 @@ def hba_errors(lines, allow_any):
             continue
         need = 4 if kind == "local" else 5
         if len(fields) < need:
-            errors.append("line %d: expected TYPE DATABASE USER%s METHOD" % (number, "" if kind == "local" else " ADDRESS"))
+            address = "" if kind == "local" else " ADDRESS"
+            errors.append("line %d: expected TYPE DATABASE USER%s METHOD" % (number, address))
             continue
         method = fields[need - 1]
         if method not in METHODS:

@@ -67,6 +67,99 @@ def statement_at(text, line, context=2):
     return "\n".join(lines[start:end])
 
 
+_DOLLAR_TAG_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def split_statements(text):
+    """Split SQL text into statements at top-level semicolons.
+
+    Understands what psql understands for our files: '...' and E'...'
+    strings, "..." identifiers, $tag$...$tag$ bodies, -- comments and nested
+    /* */ comments.  Returns (statement, start_offset) pairs; statements that
+    hold only comments and whitespace are dropped.
+    """
+    statements = []
+    start = 0
+    i = 0
+    n = len(text)
+    depth = 0  # nesting of /* */ comments
+    while i < n:
+        ch = text[i]
+        nxt = text[i + 1] if i + 1 < n else ""
+        if depth:
+            if ch == "/" and nxt == "*":
+                depth += 1
+                i += 2
+            elif ch == "*" and nxt == "/":
+                depth -= 1
+                i += 2
+            else:
+                i += 1
+            continue
+        if ch == "-" and nxt == "-":
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif ch == "/" and nxt == "*":
+            depth = 1
+            i += 2
+        elif ch in ("'", '"'):
+            i += 1
+            while i < n:
+                if text[i] == ch:
+                    if i + 1 < n and text[i + 1] == ch:  # doubled quote
+                        i += 2
+                        continue
+                    break
+                if ch == "'" and text[i] == "\\" and i > 0 and _is_escape_string(text, i):
+                    i += 2
+                    continue
+                i += 1
+            i += 1
+        elif ch == "$":
+            match = _DOLLAR_TAG_RE.match(text, i)
+            if match and not (i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")):
+                tag = match.group(0)
+                end = text.find(tag, match.end())
+                i = n if end < 0 else end + len(tag)
+            else:
+                i += 1
+        elif ch == ";":
+            statements.append((text[start : i + 1], start))
+            start = i + 1
+            i += 1
+        else:
+            i += 1
+    statements.append((text[start:], start))
+    return [(stmt, offset) for stmt, offset in statements if _has_code(stmt)]
+
+
+def _is_escape_string(text, index):
+    """Whether the string containing index is an E'...' string (backslash escapes)."""
+    quote = text.rfind("'", 0, index)
+    while quote > 0 and text[quote - 1] == "'":
+        quote = text.rfind("'", 0, quote - 1)
+    return quote > 0 and text[quote - 1] in "eE"
+
+
+def code_offset(statement):
+    """Offset of the first character of code in a statement (after comments)."""
+    offset = 0
+    for line in statement.split("\n"):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--"):
+            return offset + line.index(stripped[0])
+        offset += len(line) + 1
+    return 0
+
+
+def _has_code(statement):
+    for line in statement.split("\n"):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--") and stripped != ";":
+            return True
+    return False
+
+
 # Everything that defines the objects of the tracked schemas, one text line
 # each, sorted and hashed.  Privileges (ACLs) are left out on purpose: they are
 # managed by community.postgresql.postgresql_privs, not by the SQL files.

@@ -151,9 +151,11 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
 from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import (
     FINGERPRINT_SQL,
     ROWS_WRITTEN_SQL,
+    code_offset,
     line_of_position,
+    normalise_sql,
+    split_statements,
     sql_checksum,
-    statement_at,
     valid_identifier,
     valid_setting_name,
 )
@@ -177,13 +179,13 @@ def state_table_exists(cursor, schema):
 def read_state(cursor, schema, key):
     if not state_table_exists(cursor, schema):
         return None
-    cursor.execute(
-        'SELECT checksum, fingerprint FROM "%s".%s WHERE key = %%s' % (schema, STATE_TABLE), (key,)
-    )
+    cursor.execute('SELECT checksum, fingerprint FROM "%s".%s WHERE key = %%s' % (schema, STATE_TABLE), (key,))
     return cursor.fetchone()
 
 
-def write_state(cursor, schema, key, checksum, fprint, queries):
+def write_state(cursor, schema, key, record, queries):
+    """Upsert the record (checksum, fingerprint) of `key`, creating its table if needed."""
+    checksum, fprint = record
     ddl = [
         'CREATE SCHEMA IF NOT EXISTS "%s"' % schema,
         'REVOKE ALL ON SCHEMA "%s" FROM PUBLIC' % schema,
@@ -208,7 +210,7 @@ def write_state(cursor, schema, key, checksum, fprint, queries):
     queries.append(upsert)
 
 
-def describe_error(exc, path, text):
+def describe_error(exc, path, text, statement, offset):
     """A message that names the file, the line and the failing statement."""
     message = to_native(getattr(exc, "pgerror", None) or exc).strip()
     diag = getattr(exc, "diag", None)
@@ -218,12 +220,15 @@ def describe_error(exc, path, text):
             position = int(diag.statement_position)
         except (TypeError, ValueError):
             position = None
-    line = line_of_position(text, position)
-    where = "%s line %s" % (path, line) if line else path
-    snippet = statement_at(text, line)
-    msg = "SQL failed in %s: %s" % (where, message)
-    if snippet:
-        msg += "\n--- near ---\n%s" % snippet
+    if position is None:
+        position = code_offset(statement) + 1
+    line = line_of_position(text, offset + position)
+    msg = "SQL failed in %s line %s: %s\n--- failing statement ---\n%s" % (
+        path,
+        line,
+        message,
+        statement.strip(),
+    )
     return msg, line
 
 
@@ -245,12 +250,16 @@ def main():
 
     for name in params["settings"]:
         if not valid_setting_name(name):
-            module.fail_json(msg="settings: %r is not a valid custom setting name; use prefix.name "
-                                 "(letters, digits, underscores)" % name)
+            module.fail_json(
+                msg="settings: %r is not a valid custom setting name; use prefix.name "
+                "(letters, digits, underscores)" % name
+            )
     for label, value in (("apply_role", params["apply_role"]), ("state_schema", params["state_schema"])):
         if value is not None and not valid_identifier(value):
-            module.fail_json(msg="%s: %r is not a valid identifier (letters, digits, underscores, "
-                                 "at most 63 characters, not starting with a digit)" % (label, value))
+            module.fail_json(
+                msg="%s: %r is not a valid identifier (letters, digits, underscores, "
+                "at most 63 characters, not starting with a digit)" % (label, value)
+            )
 
     texts = []
     for path in params["path"]:
@@ -281,7 +290,7 @@ def main():
 
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
-    db_connection, dummy = connect_to_db(module, conn_params, autocommit=False)
+    db_connection, _conn_err = connect_to_db(module, conn_params, autocommit=False)
     cursor = db_connection.cursor()
 
     try:
@@ -306,15 +315,14 @@ def main():
             cursor.execute(statement)
             result["queries"].append(statement)
         for path, text in zip(params["path"], texts):
-            cursor.execute("SAVEPOINT chatflow_file")
-            try:
-                cursor.execute(text)
-            except Exception as exc:  # psycopg2.Error, reported with the file and line
-                msg, line = describe_error(exc, path, text)
-                db_connection.rollback()
-                module.fail_json(msg=msg, path=path, line=line, queries=result["queries"])
-            cursor.execute("RELEASE SAVEPOINT chatflow_file")
-            result["queries"].append(text)
+            for statement, offset in split_statements(normalise_sql(text)):
+                try:
+                    cursor.execute(statement)
+                except Exception as exc:  # psycopg2.Error: name the file, line and statement
+                    msg, line = describe_error(exc, path, normalise_sql(text), statement, offset)
+                    db_connection.rollback()
+                    module.fail_json(msg=msg, path=path, line=line, queries=result["queries"])
+                result["queries"].append(statement.strip())
             result["executed"].append(dict(path=path, checksum=sql_checksum([text])))
         if params["apply_role"]:
             cursor.execute("RESET ROLE")
@@ -330,7 +338,7 @@ def main():
             db_connection.rollback()
         else:
             if params["skip_unchanged"]:
-                write_state(cursor, schema, key, checksum, after, result["queries"])
+                write_state(cursor, schema, key, (checksum, after), result["queries"])
             db_connection.commit()
     except Exception as exc:  # connection or bookkeeping failure
         db_connection.rollback()

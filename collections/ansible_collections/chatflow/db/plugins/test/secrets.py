@@ -13,10 +13,12 @@ import string
 MIN_LENGTH = 16
 # sha256 of the seed documents' example passwords: they are published, so
 # they are refused; only their hashes are kept, so git never holds them.
-FORBIDDEN_SHA256 = frozenset((
-    "d5368df7763dfc92e1b0e624b42ec6337e479ee4f26ae5065b247ad46d8eec2e",
-    "6a8d1ef7a3ee0a3569a7960d658caceae0f35d6a0d6d57b33148963535ea21dc",
-))
+FORBIDDEN_SHA256 = frozenset(
+    (
+        "d5368df7763dfc92e1b0e624b42ec6337e479ee4f26ae5065b247ad46d8eec2e",
+        "6a8d1ef7a3ee0a3569a7960d658caceae0f35d6a0d6d57b33148963535ea21dc",
+    )
+)
 
 
 def password_problem(value):
@@ -27,12 +29,14 @@ def password_problem(value):
         return "it is one of the seed documents' published example passwords"
     if len(value) < MIN_LENGTH:
         return "it is shorter than %d characters" % MIN_LENGTH
-    classes = sum((
-        any(c in string.ascii_lowercase for c in value),
-        any(c in string.ascii_uppercase for c in value),
-        any(c in string.digits for c in value),
-        any(c not in string.ascii_letters + string.digits for c in value),
-    ))
+    classes = sum(
+        (
+            any(c in string.ascii_lowercase for c in value),
+            any(c in string.ascii_uppercase for c in value),
+            any(c in string.digits for c in value),
+            any(c not in string.ascii_letters + string.digits for c in value),
+        )
+    )
     if classes < 2:
         return "it uses fewer than two kinds of character (lower, upper, digits, symbols)"
     if any(c in value for c in "\n\r\0 "):

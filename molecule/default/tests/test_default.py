@@ -1,0 +1,399 @@
+"""Behaviour of a provisioned ChatFlow database host.
+
+Each test exercises the thing itself (a connection, a query plan, a denied
+command), not only the file that configures it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DB, PROJECT
+
+REPO = Path(__file__).resolve().parents[3]
+TABLES = {
+    "users",
+    "workspaces",
+    "workspace_members",
+    "channels",
+    "channel_members",
+    "messages",
+    "reactions",
+    "notifications",
+    "direct_messages",
+    "audit_logs",
+    "files",
+}
+ENV_DIRS = [PROJECT, f"{PROJECT}/backend", f"{PROJECT}/tests"]
+
+
+# --- services ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unit", ["postgresql@15-main", "redis-server"])
+def test_service_running_and_enabled(host, unit):
+    service = host.service(unit)
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_servers_listen_on_loopback_only(host):
+    assert host.socket("tcp://127.0.0.1:5432").is_listening
+    assert host.socket("tcp://127.0.0.1:6379").is_listening
+    assert not host.socket("tcp://0.0.0.0:5432").is_listening
+    assert not host.socket("tcp://0.0.0.0:6379").is_listening
+
+
+@pytest.mark.parametrize("process,user", [("postgres", "postgres"), ("redis-server", "redis")])
+def test_daemons_do_not_run_as_root(host, process, user):
+    procs = host.process.filter(comm=process)
+    assert procs
+    assert {p.user for p in procs} == {user}
+
+
+# --- PostgreSQL cluster and database -----------------------------------------
+
+
+def test_database_encoding_and_locale(sh):
+    row = sh.admin_sql(
+        f"SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = '{DB}'"
+    )
+    assert row == "UTF8|en_US.UTF-8|en_US.UTF-8"
+    # The cluster itself was created with the locale, not only the database.
+    template1 = sh.admin_sql("SELECT datcollate FROM pg_database WHERE datname = 'template1'", db="postgres")
+    assert template1 == "en_US.UTF-8"
+    assert sh.admin_sql("SHOW data_checksums") == "on"
+    assert sh.admin_sql("SHOW server_version").startswith("15.")
+
+
+def test_eleven_tables_seen_by_the_app(sh):
+    result = sh.app_sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+    assert result.rc == 0, result.stderr
+    assert set(result.stdout.split()) == TABLES
+
+
+def test_indexes_exist_and_none_repeats_another(sh):
+    names = set(sh.admin_sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'").split())
+    assert len(names) >= 30
+    for required in (
+        "idx_messages_content_fts",
+        "idx_messages_content_trigram",
+        "idx_users_email",
+        "idx_users_username",
+        "idx_channels_workspace_name",
+        "idx_channel_stats_channel_id",
+        "idx_messages_channel_created",
+    ):
+        assert required in names
+    # A plain btree index whose columns are the leading columns of another
+    # index on the same table is dead weight.
+    redundant = sh.admin_sql(
+        """
+        SELECT a.indexrelid::regclass
+          FROM pg_index a
+          JOIN pg_index b ON b.indrelid = a.indrelid AND b.indexrelid <> a.indexrelid
+          JOIN pg_class c ON c.oid = a.indexrelid
+          JOIN pg_am am ON am.oid = c.relam
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND am.amname = 'btree' AND NOT a.indisunique
+           AND a.indpred IS NULL AND a.indexprs IS NULL AND b.indexprs IS NULL
+           AND a.indnatts <= b.indnatts
+           AND (b.indkey::int2[])[0:a.indnatts - 1] = (a.indkey::int2[])
+        """
+    )
+    assert redundant == ""
+
+
+def test_unique_constraints_are_case_insensitive(sh):
+    result = sh.app_sql(
+        "BEGIN; INSERT INTO users (email, username, password_hash) "
+        "VALUES ('ALICE@chatflow.local', 'alice2', 'x'); ROLLBACK"
+    )
+    assert result.rc != 0
+    assert "idx_users_email" in result.stderr
+    result = sh.app_sql(
+        "BEGIN; INSERT INTO channels (workspace_id, name, type) "
+        "SELECT workspace_id, 'GENERAL', 'public' FROM channels LIMIT 1; ROLLBACK"
+    )
+    assert result.rc != 0
+    assert "idx_channels_workspace_name" in result.stderr
+
+
+def test_channel_stats_refreshes_concurrently(sh):
+    result = sh.app_sql("SELECT refresh_channel_stats(); SELECT total_messages FROM channel_stats LIMIT 1")
+    assert result.rc == 0, result.stderr
+    assert int(result.stdout.split()[-1]) >= 1
+
+
+def test_pg_trgm_installed(sh):
+    assert sh.admin_sql("SELECT extversion FROM pg_extension WHERE extname = 'pg_trgm'") != ""
+
+
+@pytest.mark.parametrize(
+    "where,index",
+    [
+        ("to_tsvector('english', content) @@ plainto_tsquery('english', 'welcome')", "idx_messages_content_fts"),
+        ("content ILIKE '%chatflow%'", "idx_messages_content_trigram"),
+        ("content % 'Welcom to ChatFlow'", "idx_messages_content_trigram"),
+    ],
+)
+def test_search_finds_the_message_through_its_index(sh, where, index):
+    # With one seed row the planner would rightly scan; forbidding seq scans
+    # shows that the index matches the query's expression and operator.
+    plan = sh.app_sql(f"SET enable_seqscan = off; EXPLAIN SELECT id FROM messages WHERE {where}")
+    assert plan.rc == 0, plan.stderr
+    assert index in plan.stdout
+    found = sh.app_sql(f"SELECT count(*) FROM messages WHERE {where}")
+    assert int(found.stdout) >= 1
+
+
+def test_update_moves_updated_at(sh):
+    result = sh.app(
+        'a=$(psql "$DATABASE_URL" -XAtc "SELECT updated_at FROM users WHERE username = \'bob\'"); '
+        "psql \"$DATABASE_URL\" -XAtc \"UPDATE users SET bio = 'moved' WHERE username = 'bob'\" >/dev/null; "
+        "psql \"$DATABASE_URL\" -XAtc \"SELECT updated_at > '$a'::timestamptz FROM users WHERE username = 'bob'\""
+    )
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "t"
+
+
+# --- seed data ----------------------------------------------------------------
+
+
+def test_seed_counts(sh):
+    counts = sh.admin_sql(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM workspaces), "
+        "(SELECT count(*) FROM channels), "
+        "(SELECT count(*) FROM messages WHERE id = 'c0ffee00-0000-4000-8000-000000000001')"
+    )
+    assert counts == "3|1|1|1"
+
+
+def test_welcome_message_has_a_real_rocket(sh):
+    # U+1F680, four bytes in UTF-8: not the seed document's mojibake.
+    row = sh.admin_sql(
+        "SELECT content = 'Welcome to ChatFlow MVP! ' || U&'\\+01F680', octet_length(content) "
+        "FROM messages WHERE id = 'c0ffee00-0000-4000-8000-000000000001'"
+    )
+    assert row == "t|29"
+
+
+def test_seed_users_have_bcrypt_hashes(sh):
+    hashes = sh.admin_sql("SELECT password_hash FROM users ORDER BY username").split()
+    assert len(hashes) == 3
+    for value in hashes:
+        match = re.match(r"^\$2[aby]\$(\d\d)\$", value)
+        assert match and int(match.group(1)) >= 10
+
+
+# --- roles and privileges -------------------------------------------------------
+
+
+def test_app_role_has_server_side_timeouts(sh):
+    result = sh.app_sql("SHOW statement_timeout; SHOW idle_in_transaction_session_timeout")
+    assert result.stdout.split() == ["30s", "1min"]
+
+
+def test_app_cannot_change_the_schema(sh):
+    result = sh.app_sql("CREATE TABLE intruder (id int)")
+    assert result.rc != 0
+    assert "permission denied for schema public" in result.stderr
+    result = sh.app_sql("ALTER TABLE messages ADD COLUMN intruder int")
+    assert result.rc != 0
+    assert "must be owner" in result.stderr
+    result = sh.app_sql("TRUNCATE audit_logs")
+    assert result.rc != 0
+    assert "permission denied" in result.stderr
+
+
+def test_audit_logs_are_append_only_for_the_app(sh):
+    ok = sh.app_sql("BEGIN; INSERT INTO audit_logs (action, resource_type) VALUES ('test', 'user'); ROLLBACK")
+    assert ok.rc == 0, ok.stderr
+    denied = sh.app_sql("UPDATE audit_logs SET action = 'x'")
+    assert denied.rc != 0
+    assert "permission denied" in denied.stderr
+
+
+def test_no_login_role_can_escalate(sh):
+    rows = sh.admin_sql(
+        "SELECT rolname FROM pg_roles WHERE rolname <> 'postgres' AND "
+        "(rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls)"
+    )
+    assert rows == ""
+    assert (
+        sh.admin_sql(
+            "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = 'chatflow_app'"
+        )
+        == "0"
+    )
+    assert sh.admin_sql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'chatflow_owner'") == "f"
+
+
+def test_every_password_is_scram(sh):
+    rows = sh.admin_sql(
+        "SELECT rolname FROM pg_authid WHERE rolpassword IS NOT NULL AND rolpassword NOT LIKE 'SCRAM-SHA-256$%'",
+        db="postgres",
+    )
+    assert rows == ""
+
+
+def test_readonly_role_cannot_write(sh):
+    result = sh.admin_sql("SELECT has_table_privilege('chatflow_readonly', 'messages', 'INSERT')")
+    assert result == "f"
+    assert sh.admin_sql("SELECT has_table_privilege('chatflow_readonly', 'messages', 'SELECT')") == "t"
+
+
+def test_pg_hba_allows_no_weak_method_and_no_open_network(host, sh):
+    rules = sh.admin_sql(
+        "SELECT type, auth_method, coalesce(address, '') || '/' || coalesce(netmask, '') FROM pg_hba_file_rules",
+        db="postgres",
+    ).splitlines()
+    assert rules
+    for rule in rules:
+        _kind, method, address = rule.split("|")
+        assert method in ("scram-sha-256", "peer", "reject"), rule
+        assert address not in ("0.0.0.0/0.0.0.0", "::/::"), rule
+    assert sh.admin_sql("SHOW password_encryption") == "scram-sha-256"
+
+
+def test_wrong_password_is_refused(host):
+    result = host.run("PGPASSWORD=not-the-password psql -X -h 127.0.0.1 -U chatflow_app -d chatflow_mvp -c 'SELECT 1'")
+    assert result.rc != 0
+    assert "password authentication failed" in result.stderr
+
+
+# --- the env file and the app's clients ----------------------------------------------
+
+
+@pytest.mark.parametrize("directory", ENV_DIRS)
+def test_env_file_is_private_to_the_app(host, directory):
+    env = host.file(f"{directory}/.env.database")
+    assert env.exists
+    assert env.user == "agenti"
+    assert env.mode == 0o600
+    content = env.content_string
+    for key in (
+        "DATABASE_URL=postgresql://chatflow_app:",
+        "DB_HOST=",
+        "DB_PORT=5432",
+        "DB_NAME=chatflow_mvp",
+        "DB_USER=chatflow_app",
+        "DB_PASSWORD=",
+        "DB_POOL_MAX=20",
+        "DB_STATEMENT_TIMEOUT=30000",
+        "REDIS_URL=redis://chatflow_app:",
+    ):
+        assert key in content
+
+
+def test_env_file_works_with_psycopg(sh):
+    result = sh.app(
+        "python3 -c \"import os, psycopg2; c = psycopg2.connect(os.environ['DATABASE_URL']); "
+        "cur = c.cursor(); cur.execute('SELECT current_user, count(*) FROM users'); print(*cur.fetchone())\""
+    )
+    assert result.rc == 0, result.stderr
+    assert result.stdout.split() == ["chatflow_app", "3"]
+
+
+def test_env_file_parameters_connect_too(sh):
+    result = sh.app(
+        'PGPASSWORD="$DB_PASSWORD" psql -X -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" -d "$DB_NAME" '
+        '-Atc "SELECT current_user"',
+        directory="tests",
+    )
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "chatflow_app"
+
+
+def test_app_inserts_a_message_and_publishes_it(sh):
+    channel = sh.app_sql("SELECT id FROM channels WHERE name = 'general'").stdout.strip()
+    inserted = sh.app_sql(
+        "INSERT INTO messages (channel_id, user_id, content) "
+        f"SELECT '{channel}', id, 'hello from the test suite' FROM users WHERE username = 'bob' RETURNING id"
+    )
+    assert inserted.rc == 0, inserted.stderr
+    assert re.match(r"^[0-9a-f-]{36}$", inserted.stdout.strip().splitlines()[0])
+    published = sh.app_redis("PUBLISH", f"room:{channel}", "hello")
+    assert published.rc == 0
+    assert published.stdout.strip().isdigit()
+
+
+def test_app_uses_its_key_prefixes_with_ttl(sh):
+    assert sh.app_redis("SET", "session:test", "v", "EX", "60").stdout.strip() == "OK"
+    assert sh.app_redis("GET", "session:test").stdout.strip() == "v"
+    ttl = int(sh.app_redis("TTL", "session:test").stdout.strip())
+    assert 0 < ttl <= 60
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["GET", "other:key"],
+        ["SET", "cache:x", "1"],
+        ["FLUSHALL"],
+        ["KEYS", "*"],
+        ["CONFIG", "GET", "*"],
+        ["PUBLISH", "admin:alerts", "x"],
+        ["EVAL", "return 1", "0"],
+        ["ACL", "LIST"],
+    ],
+)
+def test_app_is_denied_outside_its_acl(sh, command):
+    result = sh.app_redis(*command)
+    assert "NOPERM" in result.stdout + result.stderr
+
+
+def test_redis_default_user_is_off(host):
+    result = host.run("redis-cli -p 6379 PING")
+    assert "NOAUTH" in result.stdout + result.stderr
+
+
+def test_redis_persistence_and_eviction(host):
+    acl = host.file("/etc/redis/users.acl")
+    assert acl.mode == 0o640 and acl.user == "redis"
+    assert "nopass" not in acl.content_string
+    conf = host.file("/etc/redis/redis.conf").content_string
+    assert re.search(r"^appendonly yes$", conf, re.M)
+    assert re.search(r"^maxmemory-policy volatile-lru$", conf, re.M)
+    assert re.search(r"^protected-mode yes$", conf, re.M)
+    assert host.file("/var/lib/redis/appendonlydir").is_directory
+
+
+def test_deliverables_installed(host):
+    for name in ("schema.sql", "seed.sql"):
+        installed = host.file(f"{PROJECT}/database/{name}")
+        assert installed.user == "agenti"
+        assert installed.content_string == (REPO / "files" / name).read_text()
+    assert "schema.sql" in host.file(f"{PROJECT}/database/README.md").content_string
+
+
+# --- the playbook itself -------------------------------------------------------------
+
+
+def test_dry_run_on_provisioned_host_reports_nothing_and_leaks_no_secret():
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        pytest.skip("needs molecule's inventory (runs in `molecule verify`)")
+    started = time.monotonic()
+    run = subprocess.run(
+        ["ansible-playbook", str(REPO / "site.yml"), "-i", inventory, "--check", "--diff"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    recap = re.search(r"changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", run.stdout)
+    assert recap and recap.groups() == ("0", "0", "0"), run.stdout[-3000:]
+    secrets_dir = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
+    secrets = [p.read_text().split()[0] for p in secrets_dir.iterdir()]
+    assert len(secrets) >= 6
+    for secret in secrets:
+        assert secret not in run.stdout and secret not in run.stderr
+    print(f"check-mode rerun: {time.monotonic() - started:.1f}s")
