@@ -54,8 +54,11 @@ lint: venv
 	ansible-playbook --syntax-check playbooks/signoff.yml -i $(SANDBOX_INVENTORY)
 	ansible-lint
 
+# Unit tests of the pure parts, then the module against a real PostgreSQL 15
+# started in a temporary directory (tests/integration).
 unit: venv
-	pytest -q tests/unit
+	python3 tools/hostctl.py host-deps
+	pytest -q tests/unit tests/integration
 
 molecule: venv image
 	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done

@@ -85,14 +85,26 @@ def recipe_hash() -> str:
     return digest.hexdigest()[:12]
 
 
+PG_INITDB = Path("/usr/lib/postgresql/15/bin/initdb")
+
+
 def host_deps(_args) -> int:
+    """Install what the tests need on this machine: Docker's engine, debootstrap
+    and PostgreSQL 15's server binaries (for the module's integration tests;
+    no cluster is created or started by the package)."""
     missing = []
     if not shutil.which("dockerd"):
         missing.append("docker.io")
     if not shutil.which("debootstrap"):
         missing.append("debootstrap")
+    if not PG_INITDB.exists():
+        missing.append("postgresql-15")
+        dropin = Path("/etc/postgresql-common/createcluster.d/50-no-main-cluster.conf")
+        if os.geteuid() == 0:
+            dropin.parent.mkdir(parents=True, exist_ok=True)
+            dropin.write_text("create_main_cluster = false\n")
     if not missing:
-        log("docker.io and debootstrap already installed")
+        log("docker.io, debootstrap and postgresql-15 already installed")
         return 0
     if os.geteuid() != 0:
         log(f"need root to install {' '.join(missing)}")
