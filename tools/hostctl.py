@@ -121,17 +121,23 @@ def docker_up(_args) -> int:
         log("docker engine already running")
         return 0
     STATE.mkdir(exist_ok=True)
-    logfile = open(STATE / "dockerd.log", "ab")  # noqa: SIM115 - handed to the daemon
-    proc = subprocess.Popen(["dockerd"], stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
-    (STATE / "dockerd.pid").write_text(str(proc.pid))
-    for _ in range(60):
-        if quiet(["docker", "info"]):
-            log(f"started dockerd (pid {proc.pid})")
-            return 0
-        if proc.poll() is not None:
-            break
-        time.sleep(1)
-    log(f"dockerd did not come up; see {STATE / 'dockerd.log'}")
+    # A daemon that is still shutting down holds its pid file and makes a new
+    # one exit at once: try again a few times before giving up.
+    for attempt in range(1, 4):
+        with open(STATE / "dockerd.log", "ab") as logfile:
+            proc = subprocess.Popen(["dockerd"], stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+        (STATE / "dockerd.pid").write_text(str(proc.pid))
+        for _ in range(60):
+            if quiet(["docker", "info"]):
+                log(f"started dockerd (pid {proc.pid})")
+                return 0
+            if proc.poll() is not None:
+                break
+            time.sleep(1)
+        log(f"dockerd exited (attempt {attempt}); see {STATE / 'dockerd.log'}")
+        (STATE / "dockerd.pid").unlink(missing_ok=True)
+        time.sleep(5)
+    log("dockerd did not come up")
     return 1
 
 
