@@ -238,3 +238,20 @@ def test_two_concurrent_runs_apply_once(db):
         thread.join()
     assert all(r["rc"] == 0 for r in results), results
     assert sorted(r["changed"] for r in results) == [False, True]
+
+
+def test_invalid_index_and_disabled_trigger_are_repaired(db):
+    schema(db)
+    seed(db)
+    psql(
+        db,
+        "ALTER TABLE users DISABLE TRIGGER trigger_update_users_timestamp; "
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_messages_user_id'::regclass",
+    )
+    repaired = schema(db)
+    assert repaired["changed"], repaired
+    assert any("REINDEX INDEX public.idx_messages_user_id" in q for q in repaired["repaired"]), repaired["repaired"]
+    assert psql(db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_messages_user_id'::regclass") == "t"
+    assert psql(db, "SELECT tgenabled FROM pg_trigger WHERE tgname = 'trigger_update_users_timestamp'") == "O"
+    assert psql(db, "SELECT count(*) FROM users") == "3"
+    assert schema(db)["changed"] is False

@@ -226,3 +226,21 @@ ROWS_WRITTEN_SQL = """
 SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint
   FROM pg_stat_xact_user_tables
 """
+
+# Drift that rerunning an idempotent file cannot repair: an index left invalid
+# (a failed CREATE INDEX CONCURRENTLY; IF NOT EXISTS skips it) and a trigger
+# disabled by hand (CREATE OR REPLACE TRIGGER keeps it disabled).
+BROKEN_OBJECTS_SQL = """
+SELECT 'REINDEX INDEX ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND NOT (i.indisvalid AND i.indisready)
+UNION ALL
+SELECT 'ALTER TABLE ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+       || ' ENABLE TRIGGER ' || quote_ident(t.tgname)
+  FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal AND t.tgenabled = 'D'
+"""

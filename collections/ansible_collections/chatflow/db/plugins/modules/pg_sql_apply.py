@@ -126,8 +126,13 @@ executed:
   returned: always
   type: list
   elements: dict
+repaired:
+  description: Statements that repaired drift no file can repair (REINDEX of an invalid index, ENABLE TRIGGER).
+  returned: always
+  type: list
+  elements: str
 queries:
-  description: The statements executed, in order (file contents and the bookkeeping statements).
+  description: The statements executed, in order (the files' statements and the bookkeeping statements).
   returned: always
   type: list
   elements: str
@@ -149,6 +154,7 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
     postgres_common_argument_spec,
 )
 from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import (
+    BROKEN_OBJECTS_SQL,
     FINGERPRINT_SQL,
     ROWS_WRITTEN_SQL,
     code_offset,
@@ -283,6 +289,7 @@ def main():
         fingerprint="",
         checksum=checksum,
         executed=[],
+        repaired=[],
         queries=[],
         duration_ms=0,
     )
@@ -326,6 +333,13 @@ def main():
             result["executed"].append(dict(path=path, checksum=sql_checksum([text])))
         if params["apply_role"]:
             cursor.execute("RESET ROLE")
+
+        # Repair what a rerun of the files cannot: invalid indexes, disabled triggers.
+        cursor.execute(BROKEN_OBJECTS_SQL, {"schemas": list(params["fingerprint_schemas"])})
+        for (statement,) in cursor.fetchall():
+            cursor.execute(statement)
+            result["queries"].append(statement)
+            result["repaired"].append(statement)
 
         cursor.execute(ROWS_WRITTEN_SQL)
         result["rows_written"] = int(cursor.fetchone()[0])
