@@ -17,11 +17,12 @@ export PY_COLORS ?= 0
 SANDBOX_INVENTORY := sandbox/inventory.yml
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help venv host image sandbox sandbox-rerun sandbox-destroy test lint unit molecule clean
+.PHONY: help venv host image sandbox sandbox-verify sandbox-destroy test lint unit molecule clean
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
 	@echo "make test             lint + unit tests + molecule scenarios: $(SCENARIOS)"
+	@echo "make sandbox-verify   run the testinfra suite against the sandbox"
 	@echo "make sandbox-destroy  remove the sandbox container"
 	@echo "make lint | unit | molecule | image | clean"
 
@@ -42,6 +43,10 @@ sandbox: venv image
 	python3 tools/hostctl.py sandbox-up
 	ansible-playbook site.yml -i $(SANDBOX_INVENTORY)
 	ansible-playbook playbooks/signoff.yml -i $(SANDBOX_INVENTORY)
+
+# The molecule scenario's testinfra suite, against the sandbox.
+sandbox-verify: venv
+	CHATFLOW_TEST_HOST=chatflow-sandbox pytest -q molecule/default/tests
 
 sandbox-destroy:
 	python3 tools/hostctl.py sandbox-down
