@@ -255,3 +255,27 @@ def test_invalid_index_and_disabled_trigger_are_repaired(db):
     assert psql(db, "SELECT tgenabled FROM pg_trigger WHERE tgname = 'trigger_update_users_timestamp'") == "O"
     assert psql(db, "SELECT count(*) FROM users") == "3"
     assert schema(db)["changed"] is False
+
+
+def test_objects_handed_to_another_owner_are_taken_back(db):
+    schema(db)
+    psql(
+        db,
+        "ALTER TABLE messages OWNER TO postgres; ALTER MATERIALIZED VIEW channel_stats OWNER TO postgres; "
+        "ALTER FUNCTION set_updated_at() OWNER TO postgres",
+    )
+    repaired = schema(db)
+    assert repaired["rc"] == 0, repaired.get("msg")
+    assert repaired["changed"], repaired
+    assert len(repaired["repaired"]) == 3, repaired["repaired"]
+    owners = psql(
+        db,
+        "SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+        "AND c.relkind IN ('r', 'm')",
+    )
+    assert owners == "chatflow_owner"
+    assert (
+        psql(db, "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'set_updated_at'") == "chatflow_owner"
+    )
+    assert schema(db)["changed"] is False

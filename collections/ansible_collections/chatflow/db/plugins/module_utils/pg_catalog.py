@@ -228,8 +228,9 @@ SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint
 """
 
 # Drift that rerunning an idempotent file cannot repair: an index left invalid
-# (a failed CREATE INDEX CONCURRENTLY; IF NOT EXISTS skips it) and a trigger
-# disabled by hand (CREATE OR REPLACE TRIGGER keeps it disabled).
+# (a failed CREATE INDEX CONCURRENTLY; IF NOT EXISTS skips it), a trigger
+# disabled by hand, and an object handed to another owner (IF NOT EXISTS keeps
+# the intruder as owner).  Objects that belong to an extension are left alone.
 BROKEN_OBJECTS_SQL = """
 SELECT 'REINDEX INDEX ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
   FROM pg_index i
@@ -243,4 +244,22 @@ SELECT 'ALTER TABLE ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal AND t.tgenabled = 'D'
+UNION ALL
+SELECT 'ALTER ' || CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'v' THEN 'VIEW'
+                                  WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END
+       || ' ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' OWNER TO ' || quote_ident(%(owner)s)
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE %(owner)s <> '' AND n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+   AND pg_get_userbyid(c.relowner) <> %(owner)s
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                      AND d.deptype IN ('e', 'a', 'i'))
+UNION ALL
+SELECT 'ALTER ROUTINE ' || p.oid::regprocedure::text || ' OWNER TO ' || quote_ident(%(owner)s)
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE %(owner)s <> '' AND n.nspname = ANY(%(schemas)s) AND p.prokind IN ('f', 'p')
+   AND pg_get_userbyid(p.proowner) <> %(owner)s
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                      AND d.deptype = 'e')
 """

@@ -127,7 +127,9 @@ executed:
   type: list
   elements: dict
 repaired:
-  description: Statements that repaired drift no file can repair (REINDEX of an invalid index, ENABLE TRIGGER).
+  description: >-
+    Statements that repaired drift no file can repair (REINDEX of an invalid index, ENABLE TRIGGER,
+    ALTER ... OWNER TO I(apply_role) for an object handed to another owner).
   returned: always
   type: list
   elements: str
@@ -315,6 +317,17 @@ def main():
                 result["duration_ms"] = int((time.monotonic() - started) * 1000)
                 module.exit_json(**result)
 
+        # First repair what a rerun of the files cannot (owners, invalid indexes,
+        # disabled triggers): the files then run as the rightful owner.
+        cursor.execute(
+            BROKEN_OBJECTS_SQL,
+            {"schemas": list(params["fingerprint_schemas"]), "owner": params["apply_role"] or ""},
+        )
+        for (statement,) in cursor.fetchall():
+            cursor.execute(statement)
+            result["queries"].append(statement)
+            result["repaired"].append(statement)
+
         for name, value in params["settings"].items():
             cursor.execute("SELECT set_config(%s, %s, true)", (name, "" if value is None else str(value)))
         if params["apply_role"]:
@@ -333,13 +346,6 @@ def main():
             result["executed"].append(dict(path=path, checksum=sql_checksum([text])))
         if params["apply_role"]:
             cursor.execute("RESET ROLE")
-
-        # Repair what a rerun of the files cannot: invalid indexes, disabled triggers.
-        cursor.execute(BROKEN_OBJECTS_SQL, {"schemas": list(params["fingerprint_schemas"])})
-        for (statement,) in cursor.fetchall():
-            cursor.execute(statement)
-            result["queries"].append(statement)
-            result["repaired"].append(statement)
 
         cursor.execute(ROWS_WRITTEN_SQL)
         result["rows_written"] = int(cursor.fetchone()[0])
