@@ -167,19 +167,6 @@ def test_the_bookkeeping_stays_out_of_public(db):
     assert psql(db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == "11"
 
 
-def test_dropped_index_and_trigger_are_repaired_and_rows_kept(db):
-    schema(db)
-    seed(db)
-    psql(db, "DROP INDEX idx_messages_content_trigram; DROP TRIGGER trigger_update_users_timestamp ON users")
-    repaired = schema(db)
-    assert repaired["changed"] and repaired["catalog_changed"] and not repaired["skipped_unchanged"]
-    assert psql(db, "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_messages_content_trigram'") == "1"
-    assert psql(db, "SELECT count(*) FROM pg_trigger WHERE tgname = 'trigger_update_users_timestamp'") == "1"
-    assert psql(db, "SELECT count(*) FROM users") == "3"
-    assert psql(db, "SELECT count(*) FROM messages") == "1"
-    assert schema(db)["changed"] is False
-
-
 def test_check_mode_reports_drift_and_writes_nothing(db):
     schema(db)
     psql(db, "DROP INDEX idx_users_status")
@@ -240,42 +227,56 @@ def test_two_concurrent_runs_apply_once(db):
     assert sorted(r["changed"] for r in results) == [False, True]
 
 
-def test_invalid_index_and_disabled_trigger_are_repaired(db):
-    schema(db)
-    seed(db)
-    psql(
-        db,
+# Each case breaks the schema the way an operator or a failed job might, then
+# checks that one run repairs it, keeps every row, and the next run is a no-op.
+DRIFT_CASES = {
+    "dropped index and trigger": (
+        "DROP INDEX idx_messages_content_trigram; DROP TRIGGER trigger_update_users_timestamp ON users",
+        {
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_messages_content_trigram'": "1",
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'trigger_update_users_timestamp'": "1",
+        },
+        [],
+    ),
+    "invalid index and disabled trigger": (
         "ALTER TABLE users DISABLE TRIGGER trigger_update_users_timestamp; "
         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_messages_user_id'::regclass",
-    )
-    repaired = schema(db)
-    assert repaired["changed"], repaired
-    assert any("REINDEX INDEX public.idx_messages_user_id" in q for q in repaired["repaired"]), repaired["repaired"]
-    assert psql(db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_messages_user_id'::regclass") == "t"
-    assert psql(db, "SELECT tgenabled FROM pg_trigger WHERE tgname = 'trigger_update_users_timestamp'") == "O"
-    assert psql(db, "SELECT count(*) FROM users") == "3"
-    assert schema(db)["changed"] is False
-
-
-def test_objects_handed_to_another_owner_are_taken_back(db):
-    schema(db)
-    psql(
-        db,
+        {
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_messages_user_id'::regclass": "t",
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = 'trigger_update_users_timestamp'": "O",
+        },
+        ["REINDEX INDEX public.idx_messages_user_id"],
+    ),
+    "objects handed to another owner": (
         "ALTER TABLE messages OWNER TO postgres; ALTER MATERIALIZED VIEW channel_stats OWNER TO postgres; "
         "ALTER FUNCTION set_updated_at() OWNER TO postgres",
-    )
+        {
+            "SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')": "chatflow_owner",
+            "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'set_updated_at'": "chatflow_owner",
+        },
+        [
+            "ALTER TABLE public.messages OWNER TO chatflow_owner",
+            "ALTER MATERIALIZED VIEW public.channel_stats OWNER TO chatflow_owner",
+            "ALTER ROUTINE set_updated_at() OWNER TO chatflow_owner",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DRIFT_CASES, ids=list(DRIFT_CASES))
+def test_drift_is_repaired_and_rows_kept(db, case):
+    breakage, checks, repair_statements = DRIFT_CASES[case]
+    schema(db)
+    seed(db)
+    psql(db, breakage)
     repaired = schema(db)
     assert repaired["rc"] == 0, repaired.get("msg")
-    assert repaired["changed"], repaired
-    assert len(repaired["repaired"]) == 3, repaired["repaired"]
-    owners = psql(
-        db,
-        "SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
-        "AND c.relkind IN ('r', 'm')",
-    )
-    assert owners == "chatflow_owner"
-    assert (
-        psql(db, "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'set_updated_at'") == "chatflow_owner"
-    )
+    assert repaired["changed"] and repaired["catalog_changed"] and not repaired["skipped_unchanged"], repaired
+    for statement in repair_statements:
+        assert statement in repaired["repaired"], repaired["repaired"]
+    for query, expected in checks.items():
+        assert psql(db, query) == expected, query
+    assert psql(db, "SELECT count(*) FROM users") == "3"
+    assert psql(db, "SELECT count(*) FROM messages") == "1"
     assert schema(db)["changed"] is False
