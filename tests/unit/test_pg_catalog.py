@@ -55,13 +55,6 @@ def test_line_of_position_counts_from_one():
     assert pc.line_of_position(text, 0) is None
 
 
-def test_statement_at_shows_the_neighbourhood():
-    text = "\n".join(f"line {i}" for i in range(1, 11))
-    assert pc.statement_at(text, 5, context=1) == "line 4\nline 5\nline 6"
-    assert pc.statement_at(text, 1, context=2) == "line 1\nline 2\nline 3"
-    assert pc.statement_at(text, None) == ""
-
-
 def test_fingerprint_query_takes_only_the_schemas_parameter():
     # psycopg2 interpolates %(name)s; every other percent sign must be doubled.
     stripped = pc.FINGERPRINT_SQL.replace("%(schemas)s", "").replace("%%", "")

@@ -57,16 +57,6 @@ def line_of_position(text, position):
     return text.count("\n", 0, position - 1) + 1
 
 
-def statement_at(text, line, context=2):
-    """The lines around `line` (1-based), for an error message."""
-    if not line:
-        return ""
-    lines = text.split("\n")
-    start = max(0, line - 1 - context)
-    end = min(len(lines), line + context)
-    return "\n".join(lines[start:end])
-
-
 _DOLLAR_TAG_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
