@@ -1,5 +1,6 @@
 """Pure helpers of chatflow.db: checksums, positions, names."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -89,4 +90,4 @@ def test_split_statements_on_the_project_schema():
     schema = (Path(__file__).resolve().parents[2] / "files" / "schema.sql").read_text()
     statements = pc.split_statements(schema)
     assert all(stmt.rstrip().endswith(";") for stmt, _ in statements)
-    assert sum("CREATE TABLE IF NOT EXISTS" in stmt for stmt, _ in statements) == 11
+    assert sum(re.search(r"^CREATE TABLE \w+ \(", stmt, re.M) is not None for stmt, _ in statements) == 11

@@ -57,6 +57,28 @@ def line_of_position(text, position):
     return text.count("\n", 0, position - 1) + 1
 
 
+def describe_error(exc, path, text, statement, offset):
+    """A message that names the file, the line and the failing statement."""
+    message = str(getattr(exc, "pgerror", None) or exc).strip()
+    diag = getattr(exc, "diag", None)
+    position = None
+    if diag is not None and getattr(diag, "statement_position", None):
+        try:
+            position = int(diag.statement_position)
+        except (TypeError, ValueError):
+            position = None
+    if position is None:
+        position = code_offset(statement) + 1
+    line = line_of_position(text, offset + position)
+    msg = "SQL failed in %s line %s: %s\n--- failing statement ---\n%s" % (
+        path,
+        line,
+        message,
+        statement.strip(),
+    )
+    return msg, line
+
+
 _DOLLAR_TAG_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 

@@ -159,8 +159,7 @@ from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import (
     BROKEN_OBJECTS_SQL,
     FINGERPRINT_SQL,
     ROWS_WRITTEN_SQL,
-    code_offset,
-    line_of_position,
+    describe_error,
     normalise_sql,
     split_statements,
     sql_checksum,
@@ -216,28 +215,6 @@ def write_state(cursor, schema, key, record, queries):
     )
     cursor.execute(upsert, (key, checksum, fprint))
     queries.append(upsert)
-
-
-def describe_error(exc, path, text, statement, offset):
-    """A message that names the file, the line and the failing statement."""
-    message = to_native(getattr(exc, "pgerror", None) or exc).strip()
-    diag = getattr(exc, "diag", None)
-    position = None
-    if diag is not None and getattr(diag, "statement_position", None):
-        try:
-            position = int(diag.statement_position)
-        except (TypeError, ValueError):
-            position = None
-    if position is None:
-        position = code_offset(statement) + 1
-    line = line_of_position(text, offset + position)
-    msg = "SQL failed in %s line %s: %s\n--- failing statement ---\n%s" % (
-        path,
-        line,
-        message,
-        statement.strip(),
-    )
-    return msg, line
 
 
 def main():
