@@ -57,6 +57,8 @@ lint: venv
 	ruff format --check .
 	ansible-playbook --syntax-check site.yml -i inventory
 	ansible-playbook --syntax-check playbooks/signoff.yml -i $(SANDBOX_INVENTORY)
+	ansible-playbook --syntax-check playbooks/migrate.yml -i inventory
+	python3 tools/gen_schema.py --check
 	ansible-lint
 
 # Unit tests of the pure parts, then the module against a real PostgreSQL 15

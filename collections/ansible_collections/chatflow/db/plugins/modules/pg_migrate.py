@@ -27,15 +27,23 @@ description:
     including invalid ones, views and materialized views, functions, triggers, policies, extensions, owners,
     the privileges the migrations give and none to PUBLIC that they do not), without touching rows.  The
     recorded catalog fingerprint lets a rerun with nothing to do skip that comparison.
-  - Adopts a database built without the runner (C(baseline_version)): the versions up to it are recorded as
+  - Adopts a database built without the runner (C(baseline_version)); the versions up to it are recorded as
     applied without running, the rest run, and the drift repair brings the schema to what the files define.
   - In check mode everything runs in one transaction that is rolled back, so the result lists what a real
     run would apply, re-apply and repair, and nothing is written.
 options:
   path:
-    description: Directory of the migration files on the managed host.
+    description:
+      - Directory of the migration files on the managed host. Files not ending in C(.sql) are ignored.
+      - Exactly one of I(path) and I(files) is required.
     type: path
-    required: true
+  files:
+    description:
+      - The migration files as a mapping of file name to content, for example read on the control node with
+        C(lookup('ansible.builtin.file', ..., rstrip=false)), so that nothing is copied to the host and check
+        mode sees files the host has never had.
+      - Exactly one of I(path) and I(files) is required.
+    type: dict
   login_db:
     description: Database to migrate.
     type: str
@@ -72,7 +80,7 @@ options:
     default: schema_migrations
   baseline_version:
     description:
-      - Adopt a database whose I(schema) already has tables but which has no migration history: the versions
+      - Adopt a database whose I(schema) already has tables but which has no migration history; the versions
         up to this one are recorded as applied without running.  Without it such a database is refused.
     type: int
   repair_checksums:
@@ -116,6 +124,16 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Migrate chatflow_mvp with the files of the control node (nothing is copied)
+  become: true
+  become_user: postgres
+  chatflow.db.pg_migrate:
+    login_db: chatflow_mvp
+    files: "{{ dict(paths | map('basename') | zip(query('ansible.builtin.file', *paths, rstrip=false))) }}"
+    apply_role: chatflow_owner
+  vars:
+    paths: "{{ query('ansible.builtin.fileglob', 'files/migrations/*.sql') | sort }}"
+
 - name: Migrate chatflow_mvp to the latest version and repair drift
   become: true
   become_user: postgres
@@ -816,7 +834,8 @@ def read_directory(module, path):
 def main():
     argument_spec = postgres_common_argument_spec()
     argument_spec.update(
-        path=dict(type="path", required=True),
+        path=dict(type="path"),
+        files=dict(type="dict"),
         login_db=dict(type="str", required=True, aliases=["db"]),
         state=dict(type="str", default="migrated", choices=["migrated", "rolled_back"]),
         target=dict(type="str", default="latest"),
@@ -833,7 +852,12 @@ def main():
         lock_timeout=dict(type="str", default="10s"),
         lock_wait=dict(type="int", default=300),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_one_of=[("path", "files")],
+        mutually_exclusive=[("path", "files")],
+    )
     params = module.params
 
     for name in ("apply_role", "schema", "tracking_schema", "tracking_table"):
@@ -850,7 +874,13 @@ def main():
         module.fail_json(msg="lock_wait: must be 0 or more seconds")
 
     try:
-        files = load_migrations(read_directory(module, params["path"]))
+        if params["files"] is not None:
+            texts = dict((name, str(text)) for name, text in params["files"].items() if name.endswith(".sql"))
+            if any("/" in name for name in texts):
+                raise MigrationError("files: keys are file names, without a directory")
+        else:
+            texts = read_directory(module, params["path"])
+        files = load_migrations(texts)
         versions = [m.version for m in files[0]]
         target = parse_target(params["target"], versions)
         if params["state"] == "rolled_back" and str(params["target"]).strip().lower() in ("", "latest"):
@@ -861,7 +891,7 @@ def main():
                 % (params["baseline_version"], ", ".join(str(v) for v in versions) or "none")
             )
     except MigrationError as exc:
-        module.fail_json(msg="%s: %s" % (params["path"], exc))
+        module.fail_json(msg="%s: %s" % (params["path"] or "files", exc))
 
     started = time.monotonic()
     ensure_required_libs(module)
