@@ -346,9 +346,31 @@ class Migrator(object):
         if self.params["apply_role"]:
             self.execute("SET LOCAL ROLE %s" % qident(self.params["apply_role"]), log=False)
 
-    def run_statements(self, migration, statements, in_transaction=True):
-        for statement, offset in statements:
-            sql = statement if in_transaction or not self.check else strip_concurrently(statement)
+    def run_file(self, migration, in_transaction):
+        """Run a file's statements with search_path = the schema, as apply_role.
+
+        in_transaction: inside a transaction block (SET LOCAL, reset on commit),
+        or in autocommit (session settings, reset here).  In check mode a
+        no-transaction file runs inside the run's transaction without CONCURRENTLY.
+        """
+        scope = "LOCAL " if in_transaction else ""
+        self.execute("SET %ssearch_path = %s" % (scope, qident(self.schema)), log=False)
+        if self.params["apply_role"]:
+            self.execute("SET %sROLE %s" % (scope, qident(self.params["apply_role"])), log=False)
+        strip = self.check and not migration.transactional
+        try:
+            self.run_statements(migration, strip)
+        finally:
+            if not in_transaction:
+                self.execute("RESET ROLE", log=False)
+                self.execute("RESET search_path", log=False)
+        if in_transaction:
+            self.execute("RESET ROLE", log=False)
+            self.execute("RESET search_path", log=False)
+
+    def run_statements(self, migration, strip=False):
+        for statement, offset in migration.statements:
+            sql = strip_concurrently(statement) if strip else statement
             try:
                 self.cursor.execute(sql)
             except Exception as exc:  # psycopg2.Error: name the file, the line and the statement
@@ -576,11 +598,7 @@ class Migrator(object):
         started = time.monotonic()
         if migration.transactional or self.check:
             self.begin()
-            self.execute("SET LOCAL search_path = %s" % qident(self.schema), log=False)
-            self.set_role()
-            self.run_statements(migration, migration.statements, in_transaction=migration.transactional)
-            self.execute("RESET ROLE", log=False)
-            self.execute("RESET search_path", log=False)
+            self.run_file(migration, in_transaction=True)
             self.record(migration, kind, (time.monotonic() - started) * 1000)
             self.commit()
         else:
@@ -598,19 +616,13 @@ class Migrator(object):
         self.drop_invalid_indexes_named_in(statement)
         self.record(migration, kind, 0, success=False)
         self.execute("SET lock_timeout = %s", (self.params["lock_timeout"],), log=False)
-        self.execute("SET search_path = %s" % qident(self.schema), log=False)
-        if self.params["apply_role"]:
-            self.execute("SET ROLE %s" % qident(self.params["apply_role"]), log=False)
         try:
-            self.run_statements(migration, migration.statements, in_transaction=False)
+            self.run_file(migration, in_transaction=False)
         except Failure:
-            self.execute("RESET ROLE", log=False)
             self.drop_invalid_indexes_named_in(statement)
             self.execute("DELETE FROM %s WHERE key = %%s AND NOT success" % self.table, (migration.key,), log=False)
             raise
         finally:
-            self.execute("RESET ROLE", log=False)
-            self.execute("RESET search_path", log=False)
             self.execute("RESET lock_timeout", log=False)
         self.record(migration, kind, (time.monotonic() - started) * 1000)
 
@@ -778,22 +790,13 @@ class Migrator(object):
             raise Failure(str(exc)) from exc
         for _up, down in steps:
             started = time.monotonic()
-            if down.transactional or self.check:
+            in_transaction = down.transactional or self.check
+            if in_transaction:
                 self.begin()
-                self.execute("SET LOCAL search_path = %s" % qident(self.schema), log=False)
-                self.set_role()
-                self.run_statements(down, down.statements, in_transaction=down.transactional)
-                self.execute("RESET ROLE", log=False)
-                self.execute("RESET search_path", log=False)
-                self.execute("DELETE FROM %s WHERE key = %%s" % self.table, (str(down.version),))
+            self.run_file(down, in_transaction=in_transaction)
+            self.execute("DELETE FROM %s WHERE key = %%s" % self.table, (str(down.version),))
+            if in_transaction:
                 self.commit()
-            else:
-                self.execute("SET search_path = %s" % qident(self.schema), log=False)
-                try:
-                    self.run_statements(down, down.statements, in_transaction=False)
-                finally:
-                    self.execute("RESET search_path", log=False)
-                self.execute("DELETE FROM %s WHERE key = %%s" % self.table, (str(down.version),))
             entry = down.as_dict()
             entry.update(execution_ms=int((time.monotonic() - started) * 1000))
             self.result["rolled_back"].append(entry)
