@@ -235,7 +235,7 @@ def rename_schema(text, source, target):
     return pattern.sub(qident(target) + ".", text)
 
 
-def read_snapshot(cursor, schema, as_schema, kinds=ALL_KINDS):
+def read_snapshot(cursor, schema, as_schema):
     """Read the catalog of `schema` and express it as if it were `as_schema`.
 
     Returns {kind: {key: record}}.  The cursor's transaction must have
@@ -246,7 +246,7 @@ def read_snapshot(cursor, schema, as_schema, kinds=ALL_KINDS):
     def r(text):
         return rename_schema(text, schema, as_schema)
 
-    for kind in kinds:
+    for kind in ALL_KINDS:
         cursor.execute(SNAPSHOT_SQL[kind], {"schema": schema})
         rows = cursor.fetchall()
         target = snap[kind]

@@ -570,29 +570,21 @@ class Migrator(object):
 
         changed_files = bool(plan["pending"] or plan["repeatables"] or self.result["baselined"])
         if drift_mode != "ignore":
-            recorded = None if self.params["force_drift_check"] else self.read_state_outside_txn()
-            current = self.fingerprint_outside_txn()
-            if changed_files or recorded != current:
+            if changed_files or self.params["force_drift_check"]:
                 self.drift_check(want, ALL_KINDS)
             else:
-                self.result["fingerprint"] = current
+                self.begin()
+                recorded, current = self.read_fingerprint_record(), self.fingerprint()
+                self.commit()
+                if recorded != current:
+                    self.drift_check(want, ALL_KINDS)
+                else:
+                    self.result["fingerprint"] = current
 
         done = set(key for key, row in applied.items() if row["success"])
         if not self.check:
             done.update(m.key for m in plan["pending"])
         self.result["pending"] = [m.filename for m in self.versioned if m.key not in done]
-
-    def read_state_outside_txn(self):
-        self.begin()
-        value = self.read_fingerprint_record()
-        self.commit()
-        return value
-
-    def fingerprint_outside_txn(self):
-        self.begin()
-        value = self.fingerprint()
-        self.commit()
-        return value
 
     def apply(self, migration, kind):
         started = time.monotonic()
@@ -720,7 +712,7 @@ class Migrator(object):
                     drift=found,
                 )
         self.execute("DROP SCHEMA %s CASCADE" % shadow, log=False)
-        if repair:
+        if repair and not self.check:
             for item in found:
                 self.result["repaired"].extend(item["statements"])
         complete = kinds == ALL_KINDS and (repair or not found)
@@ -729,8 +721,6 @@ class Migrator(object):
             if not self.check:
                 self.write_fingerprint_record(self.result["fingerprint"])
         self.commit()
-        if self.check:
-            self.result["repaired"] = []
         if found and repair:
             self.result["changed"] = True
 
