@@ -52,6 +52,7 @@ sandbox-destroy:
 	python3 tools/hostctl.py sandbox-down
 
 lint: venv
+	detect-secrets-hook $$(git ls-files)
 	yamllint --strict .
 	ruff check .
 	ruff format --check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import shutil
 import sys
 import threading
@@ -16,11 +17,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from seed_sql import SEED, seed_schema, seed_schema_fixed
 
 MIGRATIONS = ROOT / "files/migrations"
-SEED_SETTINGS = {
-    "chatflow.seed_password_alice": "AliceTestPassword123",
-    "chatflow.seed_password_bob": "BobTestPassword12345",
-    "chatflow.seed_password_charlie": "CharlieTestPassword1",
-}
+# Generated per run: no password, not even a test one, is kept in git.
+SEED_SETTINGS = {f"chatflow.seed_password_{name}": secrets.token_urlsafe(18) for name in ("alice", "bob", "charlie")}
 VERSIONED = ["V001__core_schema.sql", "V002__messages_fulltext_index.sql", "V003__messages_trigram_index.sql"]
 REPEATABLE = ["R__01_channel_stats.sql", "R__02_functions.sql", "R__03_triggers.sql", "R__04_privileges.sql"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from pathlib import Path
 
@@ -10,11 +11,9 @@ import pytest
 from pgtest import ROOT, fresh_database, psql
 from pgtest import run_module as _run_module
 
-SEED_SETTINGS = {
-    "chatflow.seed_password_alice": "AliceTestPassword123",
-    "chatflow.seed_password_bob": "BobTestPassword12345",
-    "chatflow.seed_password_charlie": "CharlieTestPassword1",
-}
+# Generated per run: no password, not even a test one, is kept in git.
+SEED_SETTINGS = {f"chatflow.seed_password_{name}": secrets.token_urlsafe(18) for name in ("alice", "bob", "charlie")}
+ALICE = SEED_SETTINGS["chatflow.seed_password_alice"]
 
 
 @pytest.fixture
@@ -109,14 +108,13 @@ def test_seed_inserts_once_with_bcrypt_hashes(db):
     assert (
         psql(
             db,
-            "SELECT count(*) FROM users WHERE password_hash = crypt('AliceTestPassword123', password_hash) "
-            "AND username = 'alice'",
+            f"SELECT count(*) FROM users WHERE password_hash = crypt('{ALICE}', password_hash) AND username = 'alice'",
         )
         == "1"
     )
     again = seed(db)
     assert again["changed"] is False and again["rows_written"] == 0
-    assert "AliceTestPassword123" not in json.dumps(again)
+    assert ALICE not in json.dumps(first) and ALICE not in json.dumps(again)
 
 
 def test_a_failing_file_leaves_no_trace_and_names_file_and_line(db, tmp_path):

@@ -9,7 +9,9 @@ Used as Ansible's `validate:` command by the chatflow_postgresql role.
   pg_validate.py hba [--allow-any] FILE
       checks every line against the host's policy: known connection types,
       scram-sha-256 / peer / reject only (never trust, password, md5, ident),
-      valid CIDR addresses, and no 0.0.0.0/0 or ::/0 unless --allow-any.
+      peer on local lines only, each line naming its database(s) and role(s)
+      (never `all`), valid CIDR addresses, TLS-only (hostssl) lines for every
+      address that is not loopback, and no 0.0.0.0/0 or ::/0 unless --allow-any.
 """
 
 import argparse
@@ -73,6 +75,12 @@ def hba_errors(lines, allow_any):
         method = fields[need - 1]
         if method not in METHODS:
             errors.append("line %d: method %r is not allowed (use %s)" % (number, method, ", ".join(sorted(METHODS))))
+        if method == "peer" and kind != "local":
+            errors.append("line %d: peer authentication is for local (socket) lines only" % number)
+        if method != "reject":
+            for field, value in (("database", fields[1]), ("user", fields[2])):
+                if "all" in value.split(","):
+                    errors.append("line %d: %s 'all': name the %s(s) the line is for" % (number, field, field))
         if kind != "local":
             address = fields[3]
             try:
@@ -82,6 +90,8 @@ def hba_errors(lines, allow_any):
                 continue
             if network.prefixlen == 0 and not allow_any:
                 errors.append("line %d: %s admits every address; not allowed without --allow-any" % (number, address))
+            if kind != "hostssl" and method != "reject" and not network.is_loopback:
+                errors.append("line %d: %s is not loopback: use hostssl (TLS only)" % (number, address))
     return errors
 
 

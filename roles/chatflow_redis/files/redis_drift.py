@@ -26,6 +26,10 @@ SETTINGS = [
     "bind",
     "protected-mode",
     "port",
+    "tls-port",
+    "tls-cert-file",
+    "tls-key-file",
+    "tls-protocols",
     "maxmemory",
     "maxmemory-policy",
     "appendonly",
@@ -35,9 +39,12 @@ SETTINGS = [
     "requirepass",
     "enable-debug-command",
     "enable-module-command",
+    "enable-protected-configs",
 ]
 # What the throwaway server is started with differently from the file.
-OVERRIDDEN = {"port"}
+OVERRIDDEN = {"port", "tls-port"}
+# Their values when the file does not set them.
+BUILTIN = {"port": "6379", "tls-port": "0"}
 
 
 def cli(args, auth=None, socket=None, port=None, user=None):
@@ -83,7 +90,8 @@ def reference(conf, user, password):
     socket = os.path.join(workdir, "redis.sock")
     # Popen drops to the redis user itself: runuser would wait 2 s before
     # passing SIGTERM on, so the reference server would not stop at once.
-    command = ["redis-server", conf, "--port", "0", "--unixsocket", socket, "--unixsocketperm", "700",
+    command = ["redis-server", conf, "--port", "0", "--tls-port", "0",
+               "--unixsocket", socket, "--unixsocketperm", "700",
                "--dir", workdir, "--pidfile", os.path.join(workdir, "pid"), "--logfile", "",
                "--daemonize", "no", "--supervised", "no"]  # fmt: skip
     proc = subprocess.Popen(
@@ -129,7 +137,7 @@ def main():
             if len(parts) == 2 and not parts[0].startswith("#"):
                 file_values[parts[0].lower()] = parts[1].strip()
     for name in OVERRIDDEN:
-        want_config[name] = file_values.get(name, have_config[name])
+        want_config[name] = file_values.get(name, BUILTIN[name])
     drift = {k: [want_config[k], have_config[k]] for k in SETTINGS if want_config[k] != have_config[k]}
     json.dump({"config": drift, "acl": want_acl != have_acl}, sys.stdout)
     return 0
