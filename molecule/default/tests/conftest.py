@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import shlex
+from pathlib import Path
 
 import pytest
 import testinfra
 
 HOST_NAME = os.environ.get("CHATFLOW_TEST_HOST", "chatflow-molecule-default")
+REPO = Path(__file__).resolve().parents[3]
 PROJECT = "/home/agenti/my-mvp-slack"
 APP_USER = "agenti"
 DB = "chatflow_mvp"
@@ -47,9 +49,29 @@ class Shell:
         return self.app(f'psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -At -c {shlex.quote(sql)}', directory)
 
     def app_redis(self, *args: str):
-        """redis-cli as the app's ACL user, through REDIS_URL."""
+        """redis-cli as the app's ACL user, through REDIS_URL (a command
+        that would block, such as MONITOR, gives up after 10 s)."""
         quoted = " ".join(shlex.quote(a) for a in args)
-        return self.app(f'redis-cli -u "$REDIS_URL" --no-auth-warning {quoted}')
+        return self.app(f'timeout 10 redis-cli -u "$REDIS_URL" --no-auth-warning {quoted}')
+
+    def admin_redis(self, *args: str):
+        """redis-cli as the operators' admin ACL user (password from the control node's secrets)."""
+        quoted = " ".join(shlex.quote(a) for a in args)
+        auth = shlex.quote(secret("redis_chatflow_admin"))
+        return self.host.run(f"REDISCLI_AUTH={auth} redis-cli --user chatflow_admin --no-auth-warning {quoted}")
+
+
+def secret(name: str) -> str:
+    """A generated secret of the host under test, from the control node:
+    molecule's ephemeral directory, else the project's .secrets/<host>/."""
+    candidates = []
+    if os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY"):
+        candidates.append(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets" / name)
+    candidates.append(REPO / ".secrets" / HOST_NAME / name)
+    for path in candidates:
+        if path.exists():
+            return path.read_text(encoding="utf-8").split()[0]
+    pytest.skip(f"secret {name} not found in {[str(c) for c in candidates]}")
 
 
 @pytest.fixture(scope="session")
