@@ -49,14 +49,21 @@ def clients(host):
     return inside, outside
 
 
-def psql(client, server_host: str, *, sslmode="verify-full", password=None, hostaddr=None, sql="SELECT 1"):
-    password = password if password is not None else secret("postgresql_chatflow_app")
-    conninfo = f"host={server_host} dbname={DB} user=chatflow_app sslmode={sslmode} sslrootcert={CA} connect_timeout=4"
+def psql(
+    client,
+    server_host: str,
+    *,
+    sslmode="verify-full",
+    user="chatflow_app",
+    password=None,
+    hostaddr=None,
+    sql="SELECT 1",
+):
+    password = password if password is not None else secret(f"postgresql_{user}")
+    conninfo = f"host={server_host} dbname={DB} user={user} sslmode={sslmode} sslrootcert={CA} connect_timeout=4"
     if hostaddr:
         conninfo += f" hostaddr={hostaddr}"
-    return client.run(
-        f"PGPASSWORD={shlex.quote(password)} psql {shlex.quote(conninfo)} -X -At -c {shlex.quote(sql)}"
-    )
+    return client.run(f"PGPASSWORD={shlex.quote(password)} psql {shlex.quote(conninfo)} -X -At -c {shlex.quote(sql)}")
 
 
 def redis(client, server: str, port: int, *args: str, tls=True):
@@ -73,7 +80,10 @@ def test_allowed_client_connects_with_verify_full(host, clients):
     inside, _ = clients
     server = server_address_for(host, inside)
     client_ip = str(addresses(inside)[0].ip)
-    sql = "SELECT ssl, version, client_addr FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE pid = pg_backend_pid()"
+    sql = (
+        "SELECT ssl, version, client_addr FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+        "WHERE pid = pg_backend_pid()"
+    )
     result = psql(inside, server, sql=sql)
     assert result.rc == 0, result.stderr
     ssl, version, client_addr = result.stdout.strip().split("|")
@@ -108,12 +118,8 @@ def test_allowed_client_with_a_wrong_password_is_refused(host, clients):
 
 def test_roles_not_named_for_remote_access_are_refused(host, clients):
     inside, _ = clients
-    server = server_address_for(host, inside)
-    conninfo = f"host={server} dbname={DB} user=chatflow_migrator sslmode=verify-full sslrootcert={CA} connect_timeout=4"
-    migrator = inside.run(
-        f"PGPASSWORD={shlex.quote(secret('postgresql_chatflow_migrator'))} psql {shlex.quote(conninfo)} -X -c 'SELECT 1'"
-    )
-    assert migrator.rc != 0 and 'no pg_hba.conf entry for host' in migrator.stderr
+    migrator = psql(inside, server_address_for(host, inside), user="chatflow_migrator")
+    assert migrator.rc != 0 and "no pg_hba.conf entry for host" in migrator.stderr
 
 
 def test_outside_client_is_refused(host, clients):
