@@ -12,10 +12,16 @@ Used as Ansible's `validate:` command by the chatflow_postgresql role.
       peer on local lines only, each line naming its database(s) and role(s)
       (never `all`), valid CIDR addresses, TLS-only (hostssl) lines for every
       address that is not loopback, and no 0.0.0.0/0 or ::/0 unless --allow-any.
+  pg_validate.py loaded --port 5432 FILE...
+      (as postgres) prints JSON: which of the FILEs changed after the server
+      last loaded its configuration, and which settings wait for a restart.
+      A run killed between writing a file and its handler leaves exactly
+      that behind; the next run sees it here and reloads/restarts.
 """
 
 import argparse
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -103,6 +109,43 @@ def check_hba(path, allow_any):
     return 1 if errors else 0
 
 
+def check_loaded(port, files):
+    query = (
+        "SELECT extract(epoch FROM pg_conf_load_time()),"
+        " coalesce((SELECT string_agg(name, ',') FROM pg_settings WHERE pending_restart), '')"
+    )
+    out = subprocess.run(
+        [
+            "psql",
+            "--no-psqlrc",
+            "--port",
+            str(port),
+            "--dbname",
+            "postgres",
+            "--tuples-only",
+            "--no-align",
+            "--field-separator",
+            "|",
+            "--command",
+            query,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        return 1
+    loaded_at, pending = out.stdout.strip().split("|")
+    newer = [path for path in files if os.path.exists(path) and os.stat(path).st_mtime > float(loaded_at)]
+    print(
+        json.dumps(
+            {"loaded_at": float(loaded_at), "newer": newer, "pending_restart": [p for p in pending.split(",") if p]}
+        )
+    )
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -112,7 +155,12 @@ def main():
     hba = sub.add_parser("hba")
     hba.add_argument("--allow-any", action="store_true")
     hba.add_argument("file")
+    loaded = sub.add_parser("loaded")
+    loaded.add_argument("--port", type=int, required=True)
+    loaded.add_argument("files", nargs="+")
     args = parser.parse_args()
+    if args.kind == "loaded":
+        return check_loaded(args.port, args.files)
     if args.kind == "conf":
         return check_conf(args.file, args.bindir)
     return check_hba(args.file, args.allow_any)

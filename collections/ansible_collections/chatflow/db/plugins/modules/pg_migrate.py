@@ -381,6 +381,10 @@ class Migrator(object):
     # -- locking ----------------------------------------------------------
     def acquire_lock(self):
         self.execute("SET application_name = 'chatflow.db.pg_migrate'", log=False)
+        # A run killed in the middle of a long statement: the server notices the
+        # lost client within a second, rolls the file back and frees the lock,
+        # instead of finishing the statement first.
+        self.execute("SET client_connection_check_interval = '1s'", log=False)
         self.execute("SELECT hashtext(%s)::bigint", (LOCK_NAMESPACE + self.state_key,), log=False)
         self.lock_key = self.cursor.fetchone()[0]
         deadline = time.monotonic() + max(0, self.params["lock_wait"])
