@@ -1,0 +1,320 @@
+"""Reliability: what the scenario `reliability` left behind, and bad inputs.
+
+Skipped unless CHATFLOW_TEST_RELIABILITY is set (molecule/reliability sets
+it): its prepare step killed three runs on the fresh host, its side effect ran
+a backup/restore drill, wrote canaries, broke the host in ~25 ways, killed a
+repair run and repaired it with two concurrent runs, then stopped services.
+The rest of this directory (test_default, test_security) proves the host is
+whole again; these tests prove nothing was lost and each drift case is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import DB, HOST_NAME, PROJECT, REPO, secret
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("CHATFLOW_TEST_RELIABILITY"), reason="runs in the molecule scenario reliability only"
+)
+
+
+# --- nothing lost -------------------------------------------------------------
+
+
+def test_canary_rows_survived(sh):
+    rows = sh.admin_sql(
+        "SELECT count(*) FROM audit_logs WHERE action = 'canary' AND resource_type LIKE 'reliability-%'"
+    )
+    assert rows == "50"
+
+
+def test_canary_keys_survived(sh):
+    for n in range(1, 21):
+        assert sh.app_redis("GET", f"session:canary-{n}").stdout.strip() == f"alive-{n}"
+    ttl = int(sh.app_redis("TTL", "presence:canary").stdout.strip())
+    assert 0 < ttl <= 86400
+
+
+def test_restore_drill_scratch_database_matches_the_backup(host):
+    before = json.loads(host.check_output("cat /var/tmp/chatflow-drill-before.json"))
+    scratch = json.loads(host.check_output("/usr/local/sbin/chatflow-backup fingerprint chatflow_mvp_restore"))
+    assert scratch == before
+    assert len(before) >= 11
+    assert before["public.messages"]["rows"] >= 300
+
+
+def test_live_restore_kept_the_previous_database(sh):
+    kept = sh.admin_sql(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'chatflow_mvp_before_restore_%'", db="postgres"
+    )
+    assert len(kept.split()) == 1
+
+
+# --- migrations: killed one applied once, concurrent one applied once ---------
+
+
+def test_each_migration_applied_exactly_once(sh):
+    rows = sh.admin_sql(
+        "SELECT version, success FROM chatflow_meta.schema_migrations WHERE version IS NOT NULL ORDER BY 1"
+    )
+    assert rows.split() == ["1|t", "2|t", "3|t", "4|t", "5|t"]
+
+
+def test_killed_migration_is_whole(sh):
+    assert (
+        sh.admin_sql("SELECT count(*), count(*) FILTER (WHERE note LIKE 'second half%') FROM drill_backfill")
+        == "2000|1000"
+    )
+
+
+def test_concurrent_migration_ran_once(sh):
+    assert sh.admin_sql("SELECT count(*) FROM drill_concurrent") == "1"
+
+
+def test_no_migration_session_or_lock_left(sh):
+    assert sh.admin_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0"
+    assert sh.admin_sql("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'chatflow_shadow%'") == "0"
+
+
+def test_dpkg_has_nothing_half_installed(host):
+    assert host.check_output("dpkg --audit").strip() == ""
+
+
+# --- every drift case repaired ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["idx_users_status", "idx_messages_content_fts", "idx_messages_content_trigram", "idx_channel_stats_channel_id"],
+)
+def test_dropped_indexes_are_back_and_valid(sh, name):
+    state = sh.admin_sql(
+        f"SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = '{name}'"
+    )
+    if name == "idx_channel_stats_channel_id" and state == "":
+        pytest.skip("the matview's index has another name")
+    assert state == "t"
+
+
+def test_extension_matview_trigger_and_constraint_are_back(sh):
+    assert sh.admin_sql("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'") == "1"
+    assert sh.admin_sql("SELECT count(*) FROM pg_matviews WHERE matviewname = 'channel_stats'") == "1"
+    assert sh.admin_sql("SELECT count(*) FROM pg_trigger WHERE tgname = 'trigger_update_channels_timestamp'") == "1"
+    assert sh.admin_sql("SELECT count(*) FROM pg_constraint WHERE conname = 'channels_type_check'") == "1"
+
+
+def test_grants_and_attributes_are_back(sh):
+    assert sh.admin_sql("SELECT rolsuper, rolconnlimit FROM pg_roles WHERE rolname = 'chatflow_app'") == "f|30"
+    assert sh.admin_sql("SELECT has_table_privilege('chatflow_app', 'audit_logs', 'DELETE')") == "f"
+    assert sh.admin_sql("SELECT has_table_privilege('chatflow_app', 'audit_logs', 'UPDATE')") == "f"
+    assert sh.admin_sql("SELECT has_table_privilege('chatflow_readonly', 'messages', 'SELECT')") == "t"
+
+
+def test_drifted_password_is_back(host):
+    password = secret("postgresql_chatflow_readonly")
+    result = host.run(
+        f"PGPASSWORD='{password}' psql -XAt -h localhost -U chatflow_readonly -d {DB}"
+        " -c 'SELECT count(*) FROM messages'"
+    )
+    assert result.rc == 0, result.stderr
+
+
+def test_alter_system_and_lost_handler_are_undone(sh, host):
+    assert (
+        host.check_output("cat /var/lib/postgresql/15/main/postgresql.auto.conf | grep -v '^#' || true").strip() == ""
+    )
+    assert sh.admin_sql("SHOW statement_timeout") == "0"
+    # work_mem = '1MB' was appended, the file rewritten, the run killed before
+    # its handler: the next runs had to notice the unloaded file.
+    assert sh.admin_sql("SHOW work_mem") != "1MB"
+    assert sh.admin_sql("SELECT count(*) FROM pg_file_settings WHERE name = 'work_mem' AND setting = '1MB'") == "0"
+    assert sh.admin_sql("SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'trust'") == "0"
+
+
+def test_redis_runtime_and_files_are_back(sh, host):
+    assert sh.admin_redis("CONFIG", "GET", "maxmemory-policy").stdout.split()[1] == "volatile-lru"
+    assert sh.admin_redis("CONFIG", "GET", "appendonly").stdout.split()[1] == "yes"
+    assert sh.admin_redis("CONFIG", "GET", "maxmemory").stdout.split()[1] != "0"
+    users = sh.admin_redis("ACL", "USERS").stdout.split()
+    assert "intruder" not in users
+    assert "intruder" not in host.file("/etc/redis/users.acl").content_string
+    assert "NOPERM" in sh.app_redis("GET", "other:key").stdout + sh.app_redis("GET", "other:key").stderr
+
+
+def test_env_files_are_back(host):
+    password = secret("postgresql_chatflow_app")
+    for directory in (PROJECT, f"{PROJECT}/backend", f"{PROJECT}/tests"):
+        env = host.file(f"{directory}/.env.database")
+        assert env.exists
+        assert env.mode == 0o600
+        assert f"DB_PASSWORD={password}" in env.content_string
+
+
+def test_services_firewall_and_backup_timer_are_back(host):
+    for unit in ("postgresql@15-main", "redis-server", "chatflow-firewall", "chatflow-backup.timer"):
+        assert host.service(unit).is_running, unit
+        assert host.service(unit).is_enabled, unit
+    assert "tcp dport" in host.check_output("nft list table inet chatflow")
+
+
+def test_backup_sets_are_complete(host):
+    sets = json.loads(host.check_output("/usr/local/sbin/chatflow-backup list"))
+    assert sets, "no backup set"
+    newest = sets[0]
+    assert set(newest["files"]) == {"chatflow_mvp.dump", "globals.sql", "redis.rdb"}
+    assert host.check_output("stat -c %a /var/backups/chatflow") == "700"
+    assert host.run("ls -d /var/backups/chatflow/*.partial").rc != 0
+
+
+# --- bad inputs: each fails in the preflight, names the variable, changes nothing
+
+
+def _seed_password() -> str | None:
+    seeds = REPO.parent / "shared" / "seeds"
+    for path in sorted(seeds.glob("*.txt")) if seeds.exists() else []:
+        match = re.search(r"CREATE USER chatflow_app WITH PASSWORD '([^']+)'", path.read_text(encoding="utf-8"))
+        if match:
+            return match.group(1)
+    return None
+
+
+BAD_INPUTS = {
+    # kind: (variables, what the message must name)
+    "port_out_of_range": ({"chatflow_postgresql_port": 80}, "chatflow_postgresql_port"),
+    "port_not_a_number": ({"chatflow_redis_port": "six-three-seven-nine"}, "chatflow_redis_port"),
+    "ports_collide": ({"chatflow_redis_port": 5432}, "chatflow_redis_port"),
+    "cidr_syntax": ({"chatflow_postgresql_remote_cidrs": ["10.0.0.300/24"]}, "chatflow_postgresql_remote_cidrs"),
+    "any_address_without_opt_in": (
+        {"chatflow_postgresql_remote_cidrs": ["0.0.0.0/0"]},
+        "chatflow_postgresql_allow_any_address",
+    ),
+    "redis_any_address": ({"chatflow_redis_remote_cidrs": ["::/0"]}, "chatflow_redis_allow_any_address"),
+    "relative_path": ({"chatflow_app_env_project_dir": "my-mvp-slack"}, "chatflow_app_env_project_dir"),
+    "backup_dir_root": ({"chatflow_backup_dir": "/"}, "chatflow_backup_dir"),
+    "identifier": ({"chatflow_database_name": "chatflow-mvp; DROP"}, "chatflow_database_name"),
+    "weak_password": ({"chatflow_database_app_password": "short1"}, "chatflow_database_app_password"),
+    "single_class_password": ({"chatflow_redis_app_password": "a" * 40}, "chatflow_redis_app_password"),
+    "shared_buffers_too_big": (
+        {"chatflow_postgresql_shared_buffers_mb": 10_000_000},
+        "chatflow_postgresql_shared_buffers_mb",
+    ),
+    "work_mem_too_big": ({"chatflow_postgresql_work_mem_mb": 10_000_000}, "chatflow_postgresql_work_mem_mb"),
+    "redis_memory_too_big": ({"chatflow_redis_maxmemory_mb": 10_000_000}, "chatflow_redis_maxmemory_mb"),
+    "pool_above_connection_limit": ({"chatflow_database_app_conn_limit": 10}, "chatflow_database_app_conn_limit"),
+    "same_role_twice": ({"chatflow_database_app_role": "chatflow_readonly"}, "_app_role"),
+    "eviction_policy": ({"chatflow_redis_maxmemory_policy": "allkeys-lru"}, "chatflow_redis_maxmemory_policy"),
+    "bool_not_bool": ({"chatflow_backup_enabled": "perhaps"}, "chatflow_backup_enabled"),
+    "calendar": ({"chatflow_backup_on_calendar": "every second tuesday"}, "chatflow_backup_on_calendar"),
+    "keep_zero": ({"chatflow_backup_keep": 0}, "chatflow_backup_keep"),
+    "sslmode": ({"chatflow_app_env_db_sslmode": "always"}, "chatflow_app_env_db_sslmode"),
+    "key_type": ({"chatflow_tls_key_type": "DSA"}, "chatflow_tls_key_type"),
+    "remote_without_tls": (
+        {"chatflow_postgresql_remote_cidrs": ["10.9.0.0/24"], "chatflow_postgresql_ssl": False},
+        "chatflow_postgresql_ssl",
+    ),
+    "trust_in_hba": (
+        {
+            "chatflow_postgresql_hba_extra": [
+                {
+                    "type": "host",
+                    "database": "chatflow_mvp",
+                    "user": "chatflow_app",
+                    "address": "10.9.0.0/24",
+                    "method": "trust",
+                }
+            ]
+        },
+        "chatflow_postgresql_hba_extra",
+    ),
+    "redis_bind_everything": ({"chatflow_redis_bind": ["0.0.0.0"]}, "chatflow_redis_bind"),
+    "env_user_root": ({"chatflow_app_env_user": "root"}, "chatflow_app_env_user"),
+    "migrations_target": ({"chatflow_database_migrations_target": "newest"}, "chatflow_database_migrations_target"),
+    "other_postgresql_version": ({"chatflow_postgresql_version": 16}, "chatflow_postgresql_version"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory):
+    """One ansible-playbook run of site.yml with one inventory host per bad
+    input, all pointing at the provisioned container: each must stop in the
+    preflight before any task changed anything."""
+    cases = dict(BAD_INPUTS)
+    seed = _seed_password()
+    if seed:
+        cases["seed_example_password"] = (
+            {"chatflow_database_migrator_password": seed},
+            "chatflow_database_migrator_password",
+        )
+    ephemeral = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", REPO / ".state"))
+    hosts = {}
+    for kind, (variables, _name) in cases.items():
+        hosts[f"bad_{kind}"] = {
+            "ansible_connection": "community.docker.docker",
+            "ansible_host": HOST_NAME,
+            "ansible_user": "root",
+            **variables,
+        }
+    group_vars = {
+        "chatflow_database_secrets_dir": str(ephemeral / "secrets"),
+        "chatflow_redis_secrets_dir": str(ephemeral / "secrets"),
+        "chatflow_tls_ca_fetch_dir": "",
+        "chatflow_database_migrations_dir": str(ephemeral / "migrations"),
+    }
+    inventory = tmp_path_factory.mktemp("bad-inputs") / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"chatflow_db": {"hosts": hosts, "vars": group_vars}}}}))
+    env = dict(
+        os.environ,
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_CALLBACKS_ENABLED="",
+        ANSIBLE_FORKS="10",
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+    )
+    res = subprocess.run(
+        ["ansible-playbook", str(REPO / "site.yml"), "-i", str(inventory)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
+        timeout=900,
+    )
+    report = json.loads(res.stdout[res.stdout.index("{") :])
+    return cases, report
+
+
+def test_at_least_fifteen_kinds_of_bad_input(bad_input_runs):
+    cases, _report = bad_input_runs
+    assert len(cases) >= 15
+
+
+@pytest.mark.parametrize("kind", [*sorted(BAD_INPUTS), "seed_example_password"])
+def test_bad_input_fails_before_any_change(bad_input_runs, kind):
+    cases, report = bad_input_runs
+    if kind not in cases:
+        pytest.skip("the seed documents are not beside the project")
+    host_name = f"bad_{kind}"
+    expected = cases[kind][1]
+    assert report["stats"][host_name]["changed"] == 0
+    assert report["stats"][host_name]["failures"] == 1
+    failed_task, message = None, ""
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            result = task["hosts"].get(host_name)
+            if not result:
+                continue
+            assert not result.get("changed"), f"{task['task']['name']} changed something before the failure"
+            if result.get("failed") or any(r.get("failed") for r in result.get("results", [])):
+                failed_task = task["task"]["name"]
+                message = json.dumps(result)
+    assert failed_task is not None
+    # The failing task is a preflight check (or the argument spec validation).
+    assert re.search(r"Reject|Refuse|Validating arguments", failed_task), failed_task
+    assert expected in message, f"{kind}: {failed_task}: {message[:600]}"
