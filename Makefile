@@ -59,6 +59,8 @@ lint: venv
 	ansible-playbook --syntax-check site.yml -i inventory
 	ansible-playbook --syntax-check playbooks/signoff.yml -i $(SANDBOX_INVENTORY)
 	ansible-playbook --syntax-check playbooks/migrate.yml -i inventory
+	ansible-playbook --syntax-check playbooks/backup.yml -i inventory
+	ansible-playbook --syntax-check playbooks/restore.yml -i inventory
 	python3 tools/gen_schema.py --check
 	ansible-lint
 

@@ -200,7 +200,10 @@ BAD_INPUTS = {
     "relative_path": ({"chatflow_app_env_project_dir": "my-mvp-slack"}, "chatflow_app_env_project_dir"),
     "backup_dir_root": ({"chatflow_backup_dir": "/"}, "chatflow_backup_dir"),
     "identifier": ({"chatflow_database_name": "chatflow-mvp; DROP"}, "chatflow_database_name"),
-    "weak_password": ({"chatflow_database_app_password": "short1"}, "chatflow_database_app_password"),
+    "weak_password": (
+        {"chatflow_database_app_password": "short1"},  # pragma: allowlist secret
+        "chatflow_database_app_password",
+    ),
     "single_class_password": ({"chatflow_redis_app_password": "a" * 40}, "chatflow_redis_app_password"),
     "shared_buffers_too_big": (
         {"chatflow_postgresql_shared_buffers_mb": 10_000_000},
