@@ -46,7 +46,10 @@ def test_canary_keys_survived(sh):
 def test_restore_drill_scratch_database_matches_the_backup(host):
     before = json.loads(host.check_output("cat /var/tmp/chatflow-drill-before.json"))
     scratch = json.loads(host.check_output("/usr/local/sbin/chatflow-backup fingerprint chatflow_mvp_restore"))
-    assert scratch == before
+    # chatflow_meta's drift-check state changes on every run by design.
+    assert {k: v for k, v in scratch.items() if not k.startswith("chatflow_meta.")} == {
+        k: v for k, v in before.items() if not k.startswith("chatflow_meta.")
+    }
     assert len(before) >= 11
     assert before["public.messages"]["rows"] >= 300
 
