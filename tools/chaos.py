@@ -208,13 +208,26 @@ def report_packages(host):
     return left, bool(audit or states)
 
 
+CONF_DIR = "/etc/postgresql/15/main"
+VALIDATOR = "/usr/local/libexec/chatflow/pg_validate.py"
+
+
 def report_config(host):
-    newer = container_sh(
+    # The kill landed when postgresql.conf is written but not in effect: the
+    # server not started yet, or running without having loaded the file (the
+    # role's own check, pg_validate.py loaded).
+    state = container_sh(host, "systemctl is-active postgresql@15-main || true").stdout.strip()
+    if state != "active":
+        written = container_sh(host, "test -f %s/postgresql.conf" % CONF_DIR).returncode == 0
+        return {"server": state, "postgresql.conf written": written}, written
+    res = container_sh(
         host,
-        "f=/etc/postgresql/15/main/postgresql.conf; test -f $f && stat -c '%Y %n' $f; "
-        "systemctl is-active postgresql@15-main || true",
-    ).stdout.split("\n")
-    return {"postgresql.conf": newer[0] if newer else "", "server": newer[-2] if len(newer) > 1 else ""}, True
+        "runuser -u postgres -- %s loaded --port 5432 %s/postgresql.conf %s/pg_hba.conf"
+        % (VALIDATOR, CONF_DIR, CONF_DIR),
+    )
+    loaded = json.loads(res.stdout) if res.returncode == 0 else {}
+    left = {"server": state, "not loaded": loaded.get("newer"), "pending_restart": loaded.get("pending_restart")}
+    return left, bool(loaded.get("newer") or loaded.get("pending_restart"))
 
 
 def report_migration(host):
@@ -226,7 +239,9 @@ def report_migration(host):
     )
     running = psql(host, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'chatflow.db.pg_migrate'")
     locks = psql(host, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-    return {"history": rows.replace("\n", " "), "migrator_sessions_left": running, "advisory_locks_left": locks}, True
+    left = {"history": rows.replace("\n", " "), "migrator_sessions_left": running, "advisory_locks_left": locks}
+    # Killed in the middle: the running file is not recorded, nothing holds on.
+    return left, not rows.startswith("error") and "4:" not in rows.split() and running == "0" and locks == "0"
 
 
 def nothing(_host):
