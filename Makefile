@@ -15,17 +15,16 @@ export ANSIBLE_LOCAL_TEMP := $(STATE)/ansible/tmp
 export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 SANDBOX_INVENTORY := sandbox/inventory.yml
-# `reliability` is still being finished (issue 5): run it with
-# `make molecule-reliability`; it joins this list once it passes end to end.
-SCENARIOS := default migrations security
+SCENARIOS := default migrations security reliability
 
-.PHONY: help venv host image sandbox sandbox-verify sandbox-destroy test lint unit molecule molecule-reliability clean
+.PHONY: help venv host image sandbox sandbox-verify sandbox-destroy test lint unit molecule molecule-reliability bench bench-clean clean
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
 	@echo "make test             lint + unit tests + molecule scenarios: $(SCENARIOS)"
 	@echo "make sandbox-verify   run the testinfra suite against the sandbox"
 	@echo "make sandbox-destroy  remove the sandbox container"
+	@echo "make bench            the chat workload on the sandbox: ours vs the seed's design, pooling, Redis"
 	@echo "make lint | unit | molecule | image | clean"
 
 venv: $(VENV)/.installed
@@ -77,6 +76,21 @@ molecule: venv image
 
 molecule-reliability: venv image
 	molecule test -s reliability
+
+# The benchmark runs on the sandbox (provisioned first when it is not yet):
+# two PostgreSQL clusters are created in it for the run and dropped after;
+# the sandbox's own database is only read.  BENCH_ARGS, e.g.
+#   make bench BENCH_ARGS="--messages 200000 --seconds 10"
+BENCH_ARGS ?=
+bench: venv image
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	python3 tools/hostctl.py sandbox-up
+	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
+	$(BIN)/python -m tools.bench.run $(BENCH_ARGS)
+
+# Drop the clusters a `make bench BENCH_ARGS=--keep` left in the sandbox.
+bench-clean:
+	docker exec chatflow-sandbox bash -c 'for c in bench_ours bench_seed; do pg_dropcluster --stop 15 $$c 2>/dev/null || true; done'
 
 test: lint unit molecule
 

@@ -19,8 +19,19 @@ from seed_sql import SEED, seed_schema, seed_schema_fixed
 MIGRATIONS = ROOT / "files/migrations"
 # Generated per run: no password, not even a test one, is kept in git.
 SEED_SETTINGS = {f"chatflow.seed_password_{name}": secrets.token_urlsafe(18) for name in ("alice", "bob", "charlie")}
-VERSIONED = ["V001__core_schema.sql", "V002__messages_fulltext_index.sql", "V003__messages_trigram_index.sql"]
+VERSIONED = [
+    "V001__core_schema.sql",
+    "V002__messages_fulltext_index.sql",
+    "V003__messages_trigram_index.sql",
+    "V004__btree_gin.sql",
+    "V005__messages_channel_fts_index.sql",
+    "V006__drop_messages_content_fts.sql",
+    "V007__messages_channel_live_index.sql",
+    "V008__drop_messages_channel_created.sql",
+]
 REPEATABLE = ["R__01_channel_stats.sql", "R__02_functions.sql", "R__03_triggers.sql", "R__04_privileges.sql"]
+LAST = len(VERSIONED)
+TOTAL = len(VERSIONED) + len(REPEATABLE)
 
 
 @pytest.fixture
@@ -86,7 +97,7 @@ def test_apply_then_rerun_does_nothing(db):
     assert first["changed"]
     assert [a["script"] for a in first["applied"]] == VERSIONED + REPEATABLE
     assert first["repeatables"] == REPEATABLE
-    assert first["current_version"] == 3 and first["pending"] == []
+    assert first["current_version"] == LAST and first["pending"] == []
     assert first["drift"] == [] and first["unmanaged"] == []
     assert count(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 11
     assert psql(db, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'") == "chatflow_owner"
@@ -105,12 +116,8 @@ def test_tracking_table_records_each_file_outside_public(db):
         "applied_by, execution_ms >= 0, applied_at <= now()), E'\\n' ORDER BY key) FROM "
         "chatflow_meta.schema_migrations",
     ).splitlines()
-    assert rows[:3] == [
-        "1|1|versioned|V001__core_schema.sql|64|t|postgres|t|t",
-        "2|2|versioned|V002__messages_fulltext_index.sql|64|t|postgres|t|t",
-        "3|3|versioned|V003__messages_trigram_index.sql|64|t|postgres|t|t",
-    ]
-    assert [r.split("|")[0] for r in rows[3:]] == [
+    assert rows[:LAST] == [f"{n}|{n}|versioned|{name}|64|t|postgres|t|t" for n, name in enumerate(VERSIONED, 1)]
+    assert [r.split("|")[0] for r in rows[LAST:]] == [
         "R:01_channel_stats",
         "R:02_functions",
         "R:03_triggers",
@@ -144,8 +151,8 @@ def test_generated_schema_sql_builds_the_same_schema(db):
     """files/schema.sql run by psql on an empty database equals the migrations (no drift)."""
     run = psql_file(db, ROOT / "files/schema.sql", role="chatflow_owner")
     assert run.returncode == 0, run.stderr
-    report = ok(migrate(db, baseline_version=3, drift="report", check=True))
-    assert report["baselined"] == [1, 2, 3]
+    report = ok(migrate(db, baseline_version=LAST, drift="report", check=True))
+    assert report["baselined"] == list(range(1, LAST + 1))
     assert report["drift"] == [], report["drift"]
     assert report["unmanaged"] == []
 
@@ -174,17 +181,17 @@ def test_check_mode_on_an_empty_database_writes_nothing(db):
 def test_check_mode_lists_drift_and_pending_and_writes_nothing(db, mig):
     ok(migrate(db, mig))
     psql(db, "DROP INDEX idx_users_status")
-    (mig / "V004__add_users_locale.sql").write_text("ALTER TABLE users ADD COLUMN locale text;\n")
+    (mig / "V050__add_users_locale.sql").write_text("ALTER TABLE users ADD COLUMN locale text;\n")
     (mig / "R__03_triggers.sql").write_text((mig / "R__03_triggers.sql").read_text() + "\n-- touched\n")
     dry = ok(migrate(db, mig, check=True))
     assert dry["changed"] is True
-    assert [a["script"] for a in dry["applied"]] == ["V004__add_users_locale.sql", "R__03_triggers.sql"]
-    assert dry["pending"] == ["V004__add_users_locale.sql"]
+    assert [a["script"] for a in dry["applied"]] == ["V050__add_users_locale.sql", "R__03_triggers.sql"]
+    assert dry["pending"] == ["V050__add_users_locale.sql"]
     assert [(d["kind"], d["object"], d["problem"]) for d in dry["drift"]] == [("index", "idx_users_status", "missing")]
     assert dry["repaired"] == []
     assert count(db, "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_users_status'") == 0
     assert count(db, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'locale'") == 0
-    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations") == 7
+    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations") == TOTAL
 
 
 # -- failures ---------------------------------------------------------------------------
@@ -207,48 +214,48 @@ def test_a_changed_applied_file_fails_unless_repair_is_asked(db, mig):
 
 def test_a_failing_file_leaves_no_trace_and_names_file_line_and_statement(db, mig):
     ok(migrate(db, mig))
-    (mig / "V004__bad.sql").write_text(
+    (mig / "V050__bad.sql").write_text(
         "CREATE TABLE first_ok (id int);\n\n-- a reference to nowhere\nALTER TABLE users\n    ADD COLUMN x "
         "int REFERENCES nowhere (id);\n"
     )
     failed = migrate(db, mig)
-    assert failed["rc"] != 0 and failed["script"] == "V004__bad.sql"
-    assert "V004__bad.sql line 4" in failed["msg"]  # where the statement starts
+    assert failed["rc"] != 0 and failed["script"] == "V050__bad.sql"
+    assert "V050__bad.sql line 4" in failed["msg"]  # where the statement starts
     assert 'relation "nowhere" does not exist' in failed["msg"]
     assert "ALTER TABLE users" in failed["msg"]
     assert count(db, "SELECT count(*) FROM pg_tables WHERE tablename = 'first_ok'") == 0
-    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations WHERE key = '4'") == 0
-    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations") == 7
+    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations WHERE key = '50'") == 0
+    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations") == TOTAL
 
 
 def test_a_failing_no_transaction_file_leaves_no_invalid_index(db, mig):
     ok(migrate(db, mig))
     psql(db, "INSERT INTO audit_logs (action, resource_type) VALUES ('dup', 'x'), ('dup', 'x')")
-    (mig / "V004__unique_action.sql").write_text(
+    (mig / "V050__unique_action.sql").write_text(
         "-- chatflow:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY idx_audit_logs_action_unique ON "
         "audit_logs (action);\n"
     )
     failed = migrate(db, mig)
     assert failed["rc"] != 0 and "could not create unique index" in failed["msg"]
     assert count(db, "SELECT count(*) FROM pg_class WHERE relname = 'idx_audit_logs_action_unique'") == 0
-    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations WHERE key = '4'") == 0
+    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations WHERE key = '50'") == 0
 
 
 def test_an_interrupted_no_transaction_file_is_run_again(db):
-    ok(migrate(db))
+    ok(migrate(db, target="3"))
     # What a run killed during CREATE INDEX CONCURRENTLY leaves behind.
     psql(
         db,
         "UPDATE chatflow_meta.schema_migrations SET success = false WHERE key = '3';"
         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_messages_content_trigram'::regclass",
     )
-    again = ok(migrate(db))
+    again = ok(migrate(db, target="3"))
     assert [a["script"] for a in again["applied"]] == [VERSIONED[2]]
     assert (
         psql(db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_messages_content_trigram'::regclass") == "t"
     )
     assert psql(db, "SELECT success FROM chatflow_meta.schema_migrations WHERE key = '3'") == "t"
-    assert ok(migrate(db))["changed"] is False
+    assert ok(migrate(db, target="3"))["changed"] is False
 
 
 def test_file_problems_are_reported_before_connecting(db, mig):
@@ -280,8 +287,8 @@ def test_two_concurrent_runs_apply_each_file_once(db):
     for thread in threads:
         thread.join()
     assert all(r["rc"] == 0 for r in results), [r.get("msg") for r in results]
-    assert sorted(len(r["applied"]) for r in results) == [0, 7]
-    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations") == 7
+    assert sorted(len(r["applied"]) for r in results) == [0, TOTAL]
+    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations") == TOTAL
 
 
 def test_a_held_lock_fails_after_lock_wait_naming_the_holder(db):
@@ -311,18 +318,16 @@ def test_rollback_to_a_version_and_forward_again(db):
     seed(db)
     before = table_checksums(db)
     back = ok(migrate(db, state="rolled_back", target="1"))
-    assert [r["script"] for r in back["rolled_back"]] == [
-        "U003__messages_trigram_index.sql",
-        "U002__messages_fulltext_index.sql",
-    ]
+    assert [r["script"] for r in back["rolled_back"]] == ["U" + v[1:] for v in reversed(VERSIONED[1:])]
     assert back["current_version"] == 1 and back["pending"] == VERSIONED[1:]
     assert count(db, "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_messages_content_%'") == 0
-    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations WHERE key IN ('2', '3')") == 0
+    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations WHERE key ~ '^[0-9]+$' AND key <> '1'") == 0
     assert table_checksums(db) == before
     assert ok(migrate(db, state="rolled_back", target="1"))["changed"] is False
     forward = ok(migrate(db))
     assert [a["script"] for a in forward["applied"]] == VERSIONED[1:] + REPEATABLE
-    assert count(db, "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_messages_content_%'") == 2
+    assert count(db, "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_messages_content_%'") == 1
+    assert count(db, "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_messages_channel_fts'") == 1
     assert table_checksums(db) == before
     assert ok(migrate(db))["changed"] is False
 
@@ -330,7 +335,7 @@ def test_rollback_to_a_version_and_forward_again(db):
 def test_rollback_to_zero_and_rebuild(db):
     ok(migrate(db))
     back = ok(migrate(db, state="rolled_back", target="0"))
-    assert len(back["rolled_back"]) == 3
+    assert len(back["rolled_back"]) == LAST
     assert (
         count(
             db,
@@ -340,23 +345,23 @@ def test_rollback_to_zero_and_rebuild(db):
         == 0
     )
     assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations") == 0
-    assert len(ok(migrate(db))["applied"]) == 7
+    assert len(ok(migrate(db))["applied"]) == TOTAL
 
 
 def test_rollback_without_a_down_file_fails_before_changing_anything(db, mig):
-    (mig / "V004__no_down.sql").write_text("CREATE TABLE extra (id int);\n")
+    (mig / "V050__no_down.sql").write_text("CREATE TABLE extra (id int);\n")
     ok(migrate(db, mig))
     failed = migrate(db, mig, state="rolled_back", target="2")
-    assert failed["rc"] != 0 and "no down file for V4 (V004__no_down.sql)" in failed["msg"]
-    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations WHERE key IN ('3', '4')") == 2
+    assert failed["rc"] != 0 and "no down file for V50 (V050__no_down.sql)" in failed["msg"]
+    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations WHERE key IN ('8', '50')") == 2
 
 
 def test_rollback_in_check_mode_writes_nothing(db):
     ok(migrate(db))
     dry = ok(migrate(db, state="rolled_back", target="0", check=True))
-    assert dry["changed"] and len(dry["rolled_back"]) == 3
+    assert dry["changed"] and len(dry["rolled_back"]) == LAST
     assert count(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 11
-    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations") == 7
+    assert count(db, "SELECT count(*) FROM chatflow_meta.schema_migrations") == TOTAL
 
 
 def test_migrate_to_a_target_leaves_the_rest_pending(db):

@@ -70,13 +70,13 @@ def test_indexes_exist_and_none_repeats_another(sh):
     names = set(sh.admin_sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'").split())
     assert len(names) >= 30
     for required in (
-        "idx_messages_content_fts",
+        "idx_messages_channel_fts",
         "idx_messages_content_trigram",
         "idx_users_email",
         "idx_users_username",
         "idx_channels_workspace_name",
         "idx_channel_stats_channel_id",
-        "idx_messages_channel_created",
+        "idx_messages_channel_live",
     ):
         assert required in names
     # A plain btree index whose columns are the leading columns of another
@@ -126,7 +126,7 @@ def test_pg_trgm_installed(sh):
 @pytest.mark.parametrize(
     "where,index",
     [
-        ("to_tsvector('english', content) @@ plainto_tsquery('english', 'welcome')", "idx_messages_content_fts"),
+        ("to_tsvector('english', content) @@ plainto_tsquery('english', 'welcome')", "idx_messages_channel_fts"),
         ("content ILIKE '%chatflow%'", "idx_messages_content_trigram"),
         ("content % 'Welcom to ChatFlow'", "idx_messages_content_trigram"),
     ],

@@ -96,7 +96,7 @@ def test_dpkg_has_nothing_half_installed(host):
 
 @pytest.mark.parametrize(
     "name",
-    ["idx_users_status", "idx_messages_content_fts", "idx_messages_content_trigram", "idx_channel_stats_channel_id"],
+    ["idx_users_status", "idx_messages_channel_fts", "idx_messages_content_trigram", "idx_channel_stats_channel_id"],
 )
 def test_dropped_indexes_are_back_and_valid(sh, name):
     state = sh.admin_sql(

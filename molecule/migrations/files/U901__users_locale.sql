@@ -1,3 +1,3 @@
--- Down of V004: the column and its index.
+-- Down of V901: the column and its index.
 DROP INDEX IF EXISTS idx_users_locale;
 ALTER TABLE users DROP COLUMN IF EXISTS locale;

@@ -1,0 +1,2 @@
+-- Down of V004.
+DROP EXTENSION IF EXISTS btree_gin;
