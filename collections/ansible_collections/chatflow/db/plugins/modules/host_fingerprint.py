@@ -1,0 +1,455 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ChatFlow platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: host_fingerprint
+short_description: Fingerprint the state a provisioning run manages, to skip a rerun when nothing drifted
+version_added: "0.3.0"
+description:
+  - Reads, in one pass, everything the ChatFlow roles manage on the host (files and directories with their
+    content, mode and owner; systemd units; packages; the output of read-only commands such as
+    C(nft -s list table), catalog queries run as C(postgres) and C(redis-cli CONFIG GET)) and hashes it,
+    together with a digest of the run's inputs, into one fingerprint.
+  - I(state=compare) is read-only (also in check mode). C(unchanged) is true when the fingerprint equals
+    the one recorded by the last complete run, and that record is younger than I(max_age_hours).
+    C(differs) names what changed since.
+  - I(state=record) writes the fingerprint (0600 root) after a complete run. The record is the play's own
+    bookkeeping (like a fact cache), not configuration of the host, so it is never reported as a change;
+    C(recorded) tells whether the fingerprint in the record changed.
+options:
+  state:
+    description: Compare with the record, or record.
+    type: str
+    choices: [compare, record]
+    default: compare
+  path:
+    description: File of the record.
+    type: path
+    default: /var/lib/chatflow/fingerprint.json
+  inputs:
+    description: Digest of the run's inputs (variables and code), computed on the control node.
+    type: str
+    required: true
+  trees:
+    description:
+      - Files and directories; a directory is walked unless I(recurse) is false. A missing path counts as absent.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path.
+        type: path
+        required: true
+      recurse:
+        description: Walk a directory (false records only the directory itself).
+        type: bool
+        default: true
+  units:
+    description: systemd units whose active and enabled states count.
+    type: list
+    elements: str
+    default: []
+  packages:
+    description: Debian packages whose installed version and status count.
+    type: list
+    elements: str
+    default: []
+  commands:
+    description: Read-only commands whose exit code and output count.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Key of the item in the fingerprint.
+        type: str
+        required: true
+      argv:
+        description: The command.
+        type: list
+        elements: str
+        required: true
+      stdin:
+        description: Text fed to the command (an SQL script, for example).
+        type: str
+  environment:
+    description: Environment of the commands (for example a password for C(redis-cli)). Never logged.
+    type: dict
+    default: {}
+  postgresql:
+    description:
+      - A local PostgreSQL cluster, read with psql as I(os_user) (peer authentication). Roles, memberships,
+        role settings, databases, settings and config lines; in each of I(databases) the catalog of
+        I(schemas) (the fingerprint of C(chatflow.db.pg_migrate)), every privilege and the migration history.
+    type: dict
+    suboptions:
+      port:
+        description: Port of the cluster.
+        type: int
+        default: 5432
+      databases:
+        description: Databases whose catalog counts.
+        type: list
+        elements: str
+        default: []
+      schemas:
+        description: Schemas whose objects and privileges count.
+        type: list
+        elements: str
+        default: [public]
+      os_user:
+        description: OS user psql runs as.
+        type: str
+        default: postgres
+  max_age_hours:
+    description: A record older than this never counts as unchanged (time-based duties such as renewals).
+    type: int
+    default: 24
+author:
+  - ChatFlow platform team
+"""
+
+EXAMPLES = r"""
+- name: Fingerprint the managed state
+  chatflow.db.host_fingerprint:
+    inputs: "{{ inputs_digest }}"
+    trees:
+      - path: /etc/redis
+      - path: /home/agenti/my-mvp-slack
+        recurse: false
+    units: [redis-server]
+    packages: [redis-server]
+    commands:
+      - name: firewall
+        argv: [nft, -s, list, table, inet, chatflow]
+  register: fingerprint
+
+- name: Record the fingerprint after a complete run
+  chatflow.db.host_fingerprint:
+    state: record
+    inputs: "{{ inputs_digest }}"
+    trees: [{path: /etc/redis}]
+"""
+
+RETURN = r"""
+fingerprint:
+  description: sha256 of every item.
+  returned: always
+  type: str
+unchanged:
+  description: (compare) the host is as the last complete run left it, and the record is fresh.
+  returned: always
+  type: bool
+reason:
+  description: Why the host does not count as unchanged ('' when it does).
+  returned: always
+  type: str
+differs:
+  description: Keys of the items that differ from the record (at most 50).
+  returned: always
+  type: list
+  elements: str
+items:
+  description: Number of items fingerprinted.
+  returned: always
+  type: int
+recorded:
+  description: (record) the recorded fingerprint changed (in check mode, would change).
+  returned: always
+  type: bool
+age_hours:
+  description: Age of the record in hours (-1 when there is none).
+  returned: always
+  type: float
+"""
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import FINGERPRINT_SQL
+
+# Cluster-wide state the roles manage: roles with their attributes and
+# password hashes (md5 of the verifier), memberships, per-role settings,
+# databases with their ACLs, and every setting and config-file line.
+CLUSTER_SQL = """
+SELECT 'role', rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
+       rolbypassrls, rolconnlimit, md5(coalesce(rolpassword, '')), rolvaliduntil FROM pg_authid ORDER BY rolname;
+SELECT 'member', roleid::regrole, member::regrole, admin_option FROM pg_auth_members ORDER BY 2, 3;
+SELECT 'rolesetting', setdatabase, setrole::regrole, setconfig FROM pg_db_role_setting ORDER BY 2, 3;
+SELECT 'database', datname, datdba::regrole, pg_encoding_to_char(encoding), datcollate, datctype,
+       datallowconn, datconnlimit, datacl FROM pg_database ORDER BY datname;
+SELECT 'setting', name, setting, pending_restart FROM pg_settings
+ WHERE source NOT IN ('session', 'client') ORDER BY name;
+SELECT 'file', sourcefile, sourceline, name, setting, applied, error FROM pg_file_settings ORDER BY 2, 3;
+"""
+
+# In each database: the catalog of the managed schemas (pg_migrate's own
+# fingerprint), the privileges on every object, default privileges, and the
+# migration history.
+DATABASE_SQL = """
+SET search_path = pg_catalog;
+{catalog};
+SELECT 'nsp', nspname, nspowner::regrole, nspacl FROM pg_namespace ORDER BY 2;
+SELECT 'relacl', c.oid::regclass, c.relkind, c.relacl FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY({schemas}) ORDER BY 2;
+SELECT 'colacl', a.attrelid::regclass, a.attname, a.attacl FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY({schemas}) AND a.attacl IS NOT NULL ORDER BY 2, 3;
+SELECT 'procacl', p.oid::regprocedure, p.proacl FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ANY({schemas}) ORDER BY 2;
+SELECT 'defacl', defaclrole::regrole, defaclnamespace::regnamespace, defaclobjtype, defaclacl
+  FROM pg_default_acl ORDER BY 2, 3, 4;
+SELECT to_regclass('chatflow_meta.schema_migrations') IS NOT NULL AS has_history \\gset
+\\if :has_history
+SELECT 'migration', key, checksum, success FROM chatflow_meta.schema_migrations ORDER BY key;
+\\endif
+"""
+
+
+def postgresql_commands(spec):
+    """The psql runs that fingerprint a cluster: one for the cluster, one per database."""
+    schemas = "ARRAY[%s]::name[]" % ", ".join("'%s'" % s.replace("'", "''") for s in spec["schemas"])
+    catalog = FINGERPRINT_SQL.replace("%(schemas)s", schemas).replace("%%", "%").strip()
+    base = [
+        "runuser",
+        "-u",
+        spec["os_user"],
+        "--",
+        "psql",
+        "-X",
+        "-A",
+        "-t",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-p",
+        str(spec["port"]),
+    ]
+    commands = [dict(name="postgresql:cluster", argv=[*base, "-d", "postgres", "-f", "-"], stdin=CLUSTER_SQL)]
+    for db in spec["databases"]:
+        commands.append(
+            dict(
+                name="postgresql:" + db,
+                argv=[*base, "-d", db, "-f", "-"],
+                stdin=DATABASE_SQL.format(catalog=catalog, schemas=schemas),
+            )
+        )
+    return commands
+
+
+def _sha(data):
+    if not isinstance(data, bytes):
+        data = data.encode("utf-8", "surrogateescape")
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_item(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "absent"
+    head = "%o:%d:%d" % (st.st_mode, st.st_uid, st.st_gid)
+    if stat.S_ISLNK(st.st_mode):
+        return head + ":link:" + os.readlink(path)
+    if stat.S_ISREG(st.st_mode):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return head + ":file:" + digest.hexdigest()
+    if stat.S_ISDIR(st.st_mode):
+        return head + ":dir"
+    # Sockets, fifos: their existence and mode only.
+    return head + ":other"
+
+
+def tree_items(path, recurse=True):
+    """{'file:<path>': description} for path and, when it is a directory and recurse, all below it."""
+    items = {"file:" + path: _file_item(path)}
+    if recurse and os.path.isdir(path) and not os.path.islink(path):
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(dirs) + sorted(files):
+                full = os.path.join(root, name)
+                items["file:" + full] = _file_item(full)
+    return items
+
+
+def unit_items(run, units):
+    if not units:
+        return {}
+    rc, out, _err = run(["systemctl", "show", "--property=Id,ActiveState,UnitFileState", "--", *units])
+    items = {}
+    for block, unit in zip(out.strip().split("\n\n"), units):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        items["unit:" + unit] = "%s/%s" % (props.get("ActiveState", "?"), props.get("UnitFileState", "?"))
+    if rc != 0:
+        items["unit:systemctl"] = "rc=%d" % rc
+    return items
+
+
+def package_items(run, packages):
+    if not packages:
+        return {}
+    _rc, out, _err = run(["dpkg-query", "-W", "-f=${Package} ${Version} ${db:Status-Abbrev}\n", "--", *packages])
+    found = {}
+    for line in out.splitlines():
+        parts = line.split(" ", 1)
+        if len(parts) == 2:
+            found[parts[0]] = parts[1].strip()
+    return dict(("package:" + p, found.get(p, "absent")) for p in packages)
+
+
+def command_items(run, commands, environment):
+    items = {}
+    for command in commands:
+        rc, out, err = run(command["argv"], data=command.get("stdin"), environ_update=environment)
+        # The output can hold secrets (ACL hashes, SCRAM verifiers): only its digest is kept.
+        items["command:" + command["name"]] = "rc=%d:%s" % (rc, _sha(out + "\0" + (err if rc else "")))
+    return items
+
+
+def fingerprint_of(items):
+    return _sha(json.dumps(items, sort_keys=True))
+
+
+def read_record(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def compare(record, items, fingerprint, max_age_hours, now):
+    """(unchanged, reason, differs, age_hours) of the current items against the record."""
+    if not record or "items" not in record:
+        return False, "no complete run recorded yet", [], -1.0
+    old = record["items"]
+    differs = sorted(k for k in set(old) | set(items) if old.get(k) != items.get(k))
+    age = (now - float(record.get("recorded_at", 0))) / 3600.0
+    if differs:
+        names = ", ".join(differs[:10]) + (" and %d more" % (len(differs) - 10) if len(differs) > 10 else "")
+        return False, "changed since the last complete run: " + names, differs[:50], age
+    if record.get("fingerprint") != fingerprint:
+        return False, "the record is inconsistent", [], age
+    if age > max_age_hours or age < 0:
+        return False, "the last complete run is %.1f h old (max %d h)" % (age, max_age_hours), [], age
+    return True, "", [], age
+
+
+def write_record(path, fingerprint, items, now):
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fingerprint.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"fingerprint": fingerprint, "recorded_at": now, "items": items}, handle, sort_keys=True)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["compare", "record"], default="compare"),
+            path=dict(type="path", default="/var/lib/chatflow/fingerprint.json"),
+            inputs=dict(type="str", required=True, no_log=False),
+            trees=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(path=dict(type="path", required=True), recurse=dict(type="bool", default=True)),
+            ),
+            units=dict(type="list", elements="str", default=[]),
+            packages=dict(type="list", elements="str", default=[]),
+            commands=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    name=dict(type="str", required=True),
+                    argv=dict(type="list", elements="str", required=True),
+                    stdin=dict(type="str"),
+                ),
+            ),
+            environment=dict(type="dict", default={}, no_log=True),
+            postgresql=dict(
+                type="dict",
+                options=dict(
+                    port=dict(type="int", default=5432),
+                    databases=dict(type="list", elements="str", default=[]),
+                    schemas=dict(type="list", elements="str", default=["public"]),
+                    os_user=dict(type="str", default="postgres"),
+                ),
+            ),
+            max_age_hours=dict(type="int", default=24),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    for tree in p["trees"]:
+        if not os.path.isabs(tree["path"]):
+            module.fail_json(msg="trees: %s is not an absolute path" % tree["path"])
+    if p["max_age_hours"] < 0:
+        module.fail_json(msg="max_age_hours must be 0 or more, got %d" % p["max_age_hours"])
+
+    def run(argv, data=None, environ_update=None):
+        return module.run_command(argv, data=data, environ_update=environ_update, binary_data=False)
+
+    items = {"inputs": p["inputs"]}
+    try:
+        for tree in p["trees"]:
+            items.update(tree_items(tree["path"], tree["recurse"]))
+    except OSError as exc:
+        module.fail_json(msg="cannot read %s: %s" % (exc.filename, exc.strerror))
+    items.update(unit_items(run, p["units"]))
+    items.update(package_items(run, p["packages"]))
+    commands = list(p["commands"])
+    if p["postgresql"]:
+        commands += postgresql_commands(p["postgresql"])
+    items.update(command_items(run, commands, p["environment"]))
+    fingerprint = fingerprint_of(items)
+    now = time.time()
+    record = read_record(p["path"])
+    unchanged, reason, differs, age = compare(record, items, fingerprint, p["max_age_hours"], now)
+    result = dict(
+        changed=False,
+        fingerprint=fingerprint,
+        unchanged=unchanged,
+        reason=reason,
+        differs=differs,
+        items=len(items),
+        age_hours=round(age, 2),
+        recorded=False,
+    )
+    if p["state"] == "record":
+        result["recorded"] = not record or record.get("fingerprint") != fingerprint
+        if not module.check_mode:
+            try:
+                write_record(p["path"], fingerprint, items, now)
+            except OSError as exc:
+                module.fail_json(msg="cannot write the fingerprint to %s: %s" % (p["path"], exc), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

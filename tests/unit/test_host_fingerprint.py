@@ -1,0 +1,115 @@
+"""chatflow.db.host_fingerprint: what counts as a change, and when a rerun may be skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "collections"))
+from ansible_collections.chatflow.db.plugins.modules import host_fingerprint as hf  # noqa: E402
+
+MODULE = ROOT / "collections/ansible_collections/chatflow/db/plugins/modules/host_fingerprint.py"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "a.conf").write_text("x = 1\n")
+    (tmp_path / "conf" / "sub").mkdir()
+    (tmp_path / "conf" / "sub" / "b.conf").write_text("y = 2\n")
+    return tmp_path / "conf"
+
+
+def test_content_mode_and_new_files_count(tree):
+    before = hf.tree_items(str(tree))
+    assert set(before) == {f"file:{tree}", f"file:{tree}/a.conf", f"file:{tree}/sub", f"file:{tree}/sub/b.conf"}
+    (tree / "a.conf").write_text("x = 2\n")
+    assert hf.tree_items(str(tree))[f"file:{tree}/a.conf"] != before[f"file:{tree}/a.conf"]
+    (tree / "a.conf").write_text("x = 1\n")
+    assert hf.tree_items(str(tree)) == before  # same content again: no change (mtime does not count)
+    os.chmod(tree / "sub" / "b.conf", 0o644 if (tree / "sub" / "b.conf").stat().st_mode & 0o777 != 0o644 else 0o600)
+    assert hf.tree_items(str(tree)) != before
+    (tree / "intruder.conf").write_text("")
+    assert f"file:{tree}/intruder.conf" in hf.tree_items(str(tree))
+
+
+def test_a_directory_without_recurse_counts_itself_only(tree):
+    items = hf.tree_items(str(tree), recurse=False)
+    assert list(items) == [f"file:{tree}"]
+    assert items[f"file:{tree}"].endswith(":dir")
+
+
+def test_a_missing_path_is_absent(tmp_path):
+    assert hf.tree_items(str(tmp_path / "nope")) == {f"file:{tmp_path / 'nope'}": "absent"}
+
+
+def test_compare_names_what_changed_and_honours_the_age():
+    items = {"inputs": "i", "unit:redis-server.service": "active/enabled", "file:/etc/x": "a"}
+    fp = hf.fingerprint_of(items)
+    now = time.time()
+    record = {"fingerprint": fp, "recorded_at": now - 3600, "items": items}
+    assert hf.compare(record, items, fp, 24, now)[:2] == (True, "")
+    stopped = dict(items, **{"unit:redis-server.service": "inactive/enabled"})
+    unchanged, reason, differs, _age = hf.compare(record, stopped, hf.fingerprint_of(stopped), 24, now)
+    assert not unchanged and differs == ["unit:redis-server.service"] and "redis-server" in reason
+    assert hf.compare(record, items, fp, 0, now)[0] is False  # too old
+    assert hf.compare(None, items, fp, 24, now)[1] == "no complete run recorded yet"
+    assert hf.compare(dict(record, recorded_at=now + 7200), items, fp, 24, now)[0] is False  # clock went back
+
+
+def test_new_inputs_alone_force_a_complete_run():
+    items = {"inputs": "old"}
+    record = {"fingerprint": hf.fingerprint_of(items), "recorded_at": time.time(), "items": items}
+    new = {"inputs": "new"}
+    assert hf.compare(record, new, hf.fingerprint_of(new), 24, time.time())[2] == ["inputs"]
+
+
+def run_module(args: dict, check: bool = False) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check}}, handle)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "collections"), *sys.path]))
+    proc = subprocess.run(
+        [sys.executable, str(MODULE), handle.name], capture_output=True, text=True, env=env, check=False
+    )
+    os.unlink(handle.name)
+    return json.loads(proc.stdout)
+
+
+def test_record_then_compare_through_the_module(tree, tmp_path):
+    record = tmp_path / "state" / "fingerprint.json"
+    args = {
+        "inputs": "digest",
+        "path": str(record),
+        "trees": [{"path": str(tree)}],
+        "commands": [{"name": "echo", "argv": ["echo", "hello"]}, {"name": "stdin", "argv": ["cat"], "stdin": "sql"}],
+    }
+    first = run_module(args)
+    assert first["unchanged"] is False and first["reason"] == "no complete run recorded yet"
+    dry = run_module({**args, "state": "record"}, check=True)
+    assert dry["recorded"] is True and dry["changed"] is False and not record.exists()
+    done = run_module({**args, "state": "record"})
+    assert done["recorded"] is True and done["changed"] is False
+    assert oct(record.stat().st_mode & 0o777) == "0o600"
+    assert run_module(args)["unchanged"] is True
+    again = run_module({**args, "state": "record"})
+    assert again["recorded"] is False
+    (tree / "a.conf").write_text("drifted\n")
+    drifted = run_module(args)
+    assert drifted["unchanged"] is False and drifted["differs"] == [f"file:{tree}/a.conf"]
+    changed_output = run_module({**args, "commands": [{"name": "echo", "argv": ["echo", "bye"]}]})
+    assert "command:echo" in changed_output["differs"]
+
+
+def test_bad_arguments_fail_clearly(tmp_path):
+    res = run_module({"inputs": "d", "path": str(tmp_path / "f.json"), "trees": [{"path": "relative/path"}]})
+    assert res.get("failed") and "not an absolute path" in res["msg"]
+    res = run_module({"inputs": "d", "path": str(tmp_path / "f.json"), "max_age_hours": -1})
+    assert res.get("failed") and "max_age_hours" in res["msg"]
