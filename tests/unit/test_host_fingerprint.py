@@ -108,6 +108,18 @@ def test_record_then_compare_through_the_module(tree, tmp_path):
     assert "command:echo" in changed_output["differs"]
 
 
+def test_a_command_missing_on_a_fresh_host_is_a_state_not_a_failure(tmp_path):
+    args = {
+        "inputs": "d",
+        "path": str(tmp_path / "f.json"),
+        "commands": [{"name": "nft", "argv": ["/nonexistent/nft", "list", "ruleset"]}],
+        "units": [],
+    }
+    res = run_module(args)
+    assert not res.get("failed"), res
+    assert res["unchanged"] is False and res["items"] == 2
+
+
 def test_bad_arguments_fail_clearly(tmp_path):
     res = run_module({"inputs": "d", "path": str(tmp_path / "f.json"), "trees": [{"path": "relative/path"}]})
     assert res.get("failed") and "not an absolute path" in res["msg"]

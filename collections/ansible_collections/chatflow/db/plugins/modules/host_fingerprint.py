@@ -413,7 +413,13 @@ def main():
         module.fail_json(msg="max_age_hours must be 0 or more, got %d" % p["max_age_hours"])
 
     def run(argv, data=None, environ_update=None):
-        return module.run_command(argv, data=data, environ_update=environ_update, binary_data=False)
+        # A command missing on a fresh host is a state like any other, not a failure.
+        try:
+            return module.run_command(
+                argv, data=data, environ_update=environ_update, binary_data=False, handle_exceptions=False
+            )
+        except OSError as exc:
+            return 127, "", "%s: %s" % (argv[0], exc.strerror)
 
     items = {"inputs": p["inputs"]}
     try:
