@@ -245,6 +245,19 @@ BAD_INPUTS = {
     "env_user_root": ({"chatflow_app_env_user": "root"}, "chatflow_app_env_user"),
     "migrations_target": ({"chatflow_database_migrations_target": "newest"}, "chatflow_database_migrations_target"),
     "other_postgresql_version": ({"chatflow_postgresql_version": 16}, "chatflow_postgresql_version"),
+    "pooler_beyond_max_connections": (
+        {"chatflow_pgbouncer_max_db_connections": 500},
+        "chatflow_pgbouncer_max_db_connections",
+    ),
+    "pooler_tls_without_server_tls": ({"chatflow_postgresql_ssl": False}, "chatflow_pgbouncer_client_tls"),
+    "setting_with_a_variable_of_its_own": (
+        {"chatflow_postgresql_settings": {"work_mem": "64MB"}},
+        "chatflow_postgresql_work_mem_mb",
+    ),
+    "parallel_workers_do_not_nest": (
+        {"chatflow_postgresql_max_parallel_workers_per_gather": 16},
+        "chatflow_postgresql_max_parallel_workers_per_gather",
+    ),
 }
 
 
