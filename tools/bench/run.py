@@ -238,32 +238,34 @@ def table(title: str, rows: dict) -> str:
     return "\n".join(lines)
 
 
+def workload(box: Box, env: dict, summary: dict, mode: str, *args: str) -> dict:
+    """Run tools/bench/workload.py in the sandbox as postgres (the app's password in the environment)."""
+    argv = [
+        "python3",
+        f"{REMOTE}/workload.py",
+        mode,
+        *args,
+        "--words",
+        json.dumps(summary["search_words"]),
+        "--fragments",
+        json.dumps(summary["fuzzy_fragments"]),
+    ]
+    return json.loads(box.sh(shlex.join(argv), user="postgres", env={"PGPASSWORD": env["DB_PASSWORD"]}))
+
+
 def run_mix(box: Box, side: str, env: dict, summary: dict, *, clients: int, seconds: float) -> dict:
     dsn = f"host=127.0.0.1 port={PORTS[side]} dbname=chatflow_mvp user=chatflow_app sslmode=disable"
     refresh_sql = "SELECT refresh_channel_stats()" if side == "ours" else "REFRESH MATERIALIZED VIEW channel_stats"
     # The seed's app role does not own the view (only its owner may refresh it): a job as postgres does.
     refresh_dsn = "" if side == "ours" else f"host=/var/run/postgresql port={PORTS[side]} dbname=chatflow_mvp"
-    args = [
-        "python3",
-        f"{REMOTE}/workload.py",
+    return workload(
+        box,
+        env,
+        summary,
         "mix",
-        "--dsn",
-        dsn,
-        "--clients",
-        str(clients),
-        "--seconds",
-        str(seconds),
-        "--words",
-        json.dumps(summary["search_words"]),
-        "--fragments",
-        json.dumps(summary["fuzzy_fragments"]),
-        "--refresh-sql",
-        refresh_sql,
-        "--refresh-dsn",
-        refresh_dsn,
-    ]
-    out = box.sh(shlex.join(args), user="postgres", env={"PGPASSWORD": env["DB_PASSWORD"]})
-    return json.loads(out)
+        *("--dsn", dsn, "--clients", str(clients), "--seconds", str(seconds)),
+        *("--refresh-sql", refresh_sql, "--refresh-dsn", refresh_dsn),
+    )
 
 
 def start_bench_pgbouncer(box: Box) -> bool:
@@ -298,24 +300,13 @@ def stop_bench_pgbouncer(box: Box) -> None:
 def run_pool(box: Box, env: dict, summary: dict, *, clients: int, seconds: float, port: int) -> dict:
     direct = f"host=127.0.0.1 port={PORTS['ours']} dbname={box.db} user=chatflow_app sslmode=disable"
     dsn = f"host=127.0.0.1 port={port} dbname={box.db} user=chatflow_app sslmode=disable"
-    args = [
-        "python3",
-        f"{REMOTE}/workload.py",
+    return workload(
+        box,
+        env,
+        summary,
         "pool",
-        "--dsn",
-        dsn,
-        "--catalog-dsn",
-        direct,
-        "--clients",
-        str(clients),
-        "--seconds",
-        str(seconds),
-        "--words",
-        json.dumps(summary["search_words"]),
-        "--fragments",
-        json.dumps(summary["fuzzy_fragments"]),
-    ]
-    return json.loads(box.sh(shlex.join(args), user="postgres", env={"PGPASSWORD": env["DB_PASSWORD"]}))
+        *("--dsn", dsn, "--catalog-dsn", direct, "--clients", str(clients), "--seconds", str(seconds)),
+    )
 
 
 def run_redis(box: Box, env: dict, clients: int, seconds: float) -> dict:
