@@ -17,7 +17,7 @@ export PY_COLORS ?= 0
 SANDBOX_INVENTORY := sandbox/inventory.yml
 SCENARIOS := default migrations security reliability
 
-.PHONY: help venv host image sandbox sandbox-verify sandbox-destroy test lint unit molecule molecule-reliability bench bench-clean clean
+.PHONY: help venv host image sandbox sandbox-verify sandbox-destroy test lint docs docs-check node-deps unit molecule molecule-reliability bench bench-clean clean
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
@@ -25,7 +25,8 @@ help:
 	@echo "make sandbox-verify   run the testinfra suite against the sandbox"
 	@echo "make sandbox-destroy  remove the sandbox container"
 	@echo "make bench            the chat workload on the sandbox: ours vs the seed's design, pooling, Redis"
-	@echo "make lint | unit | molecule | image | clean"
+	@echo "make docs             regenerate the ER diagram (docs/schema) and the roles' variable references"
+	@echo "make lint | docs-check | unit | molecule | image | clean"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -65,13 +66,36 @@ lint: venv
 	python3 tools/gen_schema.py --check
 	ansible-lint
 
+# Generated documentation: the ER diagram, drawn from the catalog of a throwaway
+# PostgreSQL 15 built by the migrations, and each role's variables table,
+# rendered by aar-doc from meta/argument_specs.yml.  docs-check (in make test)
+# fails while either is stale.
+docs: venv
+	python3 tools/hostctl.py host-deps
+	$(BIN)/python tools/gen_erd.py
+	$(BIN)/python tools/gen_role_docs.py
+
+docs-check: venv
+	python3 tools/hostctl.py host-deps
+	$(BIN)/python tools/gen_erd.py --check
+	$(BIN)/python tools/gen_role_docs.py --check
+
+# The Node.js clients the connection guide's snippets use (its test runs them).
+NODE_DIR := $(STATE)/node
+node-deps: $(NODE_DIR)/.installed
+$(NODE_DIR)/.installed: tests/node/package.json tests/node/package-lock.json
+	mkdir -p $(NODE_DIR)
+	cp tests/node/package.json tests/node/package-lock.json $(NODE_DIR)/
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # Unit tests of the pure parts, then the module against a real PostgreSQL 15
 # started in a temporary directory (tests/integration).
 unit: venv
 	python3 tools/hostctl.py host-deps
 	pytest -q tests/unit tests/integration
 
-molecule: venv image
+molecule: venv image node-deps
 	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
 
 molecule-reliability: venv image
@@ -92,7 +116,7 @@ bench: venv image
 bench-clean:
 	docker exec chatflow-sandbox bash -c 'for c in bench_ours bench_seed; do pg_dropcluster --stop 15 $$c 2>/dev/null || true; done'
 
-test: lint unit molecule
+test: lint docs-check unit molecule
 
 clean: sandbox-destroy
 	rm -rf $(VENV) $(STATE)
