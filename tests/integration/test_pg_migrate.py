@@ -13,6 +13,9 @@ import psycopg2
 import pytest
 from pgtest import PORT, ROOT, fresh_database, psql, psql_file, run_module, table_checksums
 
+sys.path.insert(0, str(ROOT))
+from tools.doc_quotes import quote_for  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "tools"))
 from seed_sql import SEED, seed_schema, seed_schema_fixed
 
@@ -206,6 +209,7 @@ def test_a_changed_applied_file_fails_unless_repair_is_asked(db, mig):
     assert failed["rc"] != 0
     assert "V001__core_schema.sql was applied with checksum" in failed["msg"]
     assert "repair_checksums" in failed["msg"]
+    assert quote_for(failed["msg"]), f"troubleshooting.md does not quote: {failed['msg']}"
     assert table_checksums(db) == before
     repaired = ok(migrate(db, mig, repair_checksums=True))
     assert repaired["checksum_repaired"] == [VERSIONED[0]] and repaired["changed"]
@@ -305,6 +309,7 @@ def test_a_held_lock_fails_after_lock_wait_naming_the_holder(db):
         assert failed["rc"] != 0
         assert "another migration run holds the migration lock" in failed["msg"]
         assert f"pid {pid}" in failed["msg"]
+        assert quote_for(failed["msg"]), f"troubleshooting.md does not quote: {failed['msg']}"
     finally:
         holder.close()
     assert ok(migrate(db))["changed"]

@@ -275,3 +275,26 @@ SELECT 'ALTER ROUTINE ' || p.oid::regprocedure::text || ' OWNER TO ' || quote_id
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
                       AND d.deptype = 'e')
 """
+
+
+def tuple_cursor(conn):
+    """A cursor whose rows are tuples, whichever driver community.postgresql connected with.
+
+    With psycopg 3 installed it connects with psycopg 3 and makes dict rows the
+    connection's default; the chatflow modules read rows by position.
+    """
+    if type(conn).__module__.split(".")[0] == "psycopg":
+        from psycopg.rows import tuple_row  # pylint: disable=import-outside-toplevel
+
+        return conn.cursor(row_factory=tuple_row)
+    return conn.cursor()
+
+
+def executed_query(cursor, sql, args):
+    """The statement as sent, parameters bound: psycopg2 keeps it in cursor.query, psycopg 3 can mogrify it."""
+    query = getattr(cursor, "query", None)
+    if query is None:
+        query = cursor.mogrify(sql, args)
+    if isinstance(query, bytes):
+        query = query.decode("utf-8", "replace")
+    return query.strip()

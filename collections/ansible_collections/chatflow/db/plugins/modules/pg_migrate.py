@@ -252,6 +252,8 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
     postgres_common_argument_spec,
 )
 from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import (
+    executed_query,
+    tuple_cursor,
     describe_error,
     valid_identifier,
 )
@@ -295,7 +297,7 @@ class Migrator(object):
         self.module = module
         self.params = module.params
         self.conn = conn
-        self.cursor = conn.cursor()
+        self.cursor = tuple_cursor(conn)
         self.check = module.check_mode
         self.versioned, self.downs, self.repeatables = files
         self.schema = self.params["schema"]
@@ -325,7 +327,7 @@ class Migrator(object):
         self.cursor.execute(sql, args)
         if log:
             self.result["queries"].append(
-                sql.strip() if args is None else self.cursor.query.decode("utf-8", "replace").strip()
+                sql.strip() if args is None else executed_query(self.cursor, sql, args)
             )
 
     def begin(self):

@@ -156,6 +156,7 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
     postgres_common_argument_spec,
 )
 from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import (
+    tuple_cursor,
     BROKEN_OBJECTS_SQL,
     FINGERPRINT_SQL,
     ROWS_WRITTEN_SQL,
@@ -277,7 +278,7 @@ def main():
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
     db_connection, _conn_err = connect_to_db(module, conn_params, autocommit=False)
-    cursor = db_connection.cursor()
+    cursor = tuple_cursor(db_connection)
 
     try:
         cursor.execute("SET LOCAL lock_timeout = %s", (params["lock_timeout"],))
