@@ -26,9 +26,7 @@ def pattern(quote: str) -> re.Pattern:
     for piece in TOKEN.split(quote):
         if not piece:
             continue
-        if piece.startswith("<") and piece.endswith(">"):
-            parts.append(r".*?")
-        elif piece == "...":
+        if (piece.startswith("<") and piece.endswith(">")) or piece == "...":
             parts.append(r".*?")
         elif piece.isdigit():
             parts.append(r"\d+")

@@ -14,7 +14,7 @@ import pytest
 from pgtest import PORT, ROOT, fresh_database, psql, psql_file, run_module, table_checksums
 
 sys.path.insert(0, str(ROOT))
-from tools.doc_quotes import quote_for  # noqa: E402
+from tools.doc_quotes import quote_for
 
 sys.path.insert(0, str(ROOT / "tools"))
 from seed_sql import SEED, seed_schema, seed_schema_fixed

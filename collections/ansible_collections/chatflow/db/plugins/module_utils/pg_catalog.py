@@ -13,6 +13,11 @@ __metaclass__ = type
 import hashlib
 import re
 
+try:  # psycopg 3, when community.postgresql connects with it
+    from psycopg.rows import tuple_row
+except ImportError:
+    tuple_row = None
+
 # A custom setting must be namespaced ("prefix.name"), as PostgreSQL requires
 # for placeholders; we only allow plain identifier characters.
 _SETTING_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
@@ -283,9 +288,7 @@ def tuple_cursor(conn):
     With psycopg 3 installed it connects with psycopg 3 and makes dict rows the
     connection's default; the chatflow modules read rows by position.
     """
-    if type(conn).__module__.split(".")[0] == "psycopg":
-        from psycopg.rows import tuple_row  # pylint: disable=import-outside-toplevel
-
+    if tuple_row is not None and type(conn).__module__.split(".")[0] == "psycopg":
         return conn.cursor(row_factory=tuple_row)
     return conn.cursor()
 

@@ -326,9 +326,7 @@ class Migrator(object):
     def execute(self, sql, args=None, log=True):
         self.cursor.execute(sql, args)
         if log:
-            self.result["queries"].append(
-                sql.strip() if args is None else executed_query(self.cursor, sql, args)
-            )
+            self.result["queries"].append(sql.strip() if args is None else executed_query(self.cursor, sql, args))
 
     def begin(self):
         """Start a transaction (in check mode the whole run is one, opened in run())."""
