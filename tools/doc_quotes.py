@@ -35,9 +35,12 @@ def pattern(quote: str) -> re.Pattern:
     return re.compile("".join(parts), re.S)
 
 
+def quotes_for(message: str, path: Path = TROUBLESHOOTING) -> list[str]:
+    """The documented quotes that the real message matches (it may print more than one failure)."""
+    return [quote for quote in quotes(path) if pattern(quote).search(message)]
+
+
 def quote_for(message: str, path: Path = TROUBLESHOOTING) -> str | None:
-    """The documented quote that the real message matches, or None."""
-    for quote in quotes(path):
-        if pattern(quote).search(message):
-            return quote
-    return None
+    """The first documented quote that the real message matches, or None."""
+    found = quotes_for(message, path)
+    return found[0] if found else None

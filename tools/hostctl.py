@@ -99,6 +99,8 @@ def host_deps(_args) -> int:
         missing.append("debootstrap")
     if not shutil.which("openssl"):
         missing.append("openssl")  # the own-certificate test makes a CA with it
+    if not shutil.which("redis-cli"):
+        missing.append("redis-tools")  # the connection guide's remote shell snippet runs it here
     if not shutil.which("dot"):
         missing.append("graphviz")  # make docs draws the ER diagram with it
     if not PG_INITDB.exists():
@@ -108,7 +110,7 @@ def host_deps(_args) -> int:
             dropin.parent.mkdir(parents=True, exist_ok=True)
             dropin.write_text("create_main_cluster = false\n")
     if not missing:
-        log("docker.io, debootstrap, openssl, graphviz and postgresql-15 already installed")
+        log("docker.io, debootstrap, openssl, graphviz, redis-tools and postgresql-15 already installed")
         return 0
     if os.geteuid() != 0:
         log(f"need root to install {' '.join(missing)}")
