@@ -20,11 +20,13 @@ from conftest import REPO
 sys.path.insert(0, str(REPO))
 from tools.doc_quotes import quote_for, quotes_for
 
-WRONG = "postgresql://chatflow_app:not-the-password@localhost:5432/chatflow_mvp"
 CASES = {
     # name: (how to provoke it as the app's OS user, a word of the quote it must match)
-    "refused": ("psql postgresql://chatflow_app:x@localhost:5439/chatflow_mvp -c 'SELECT 1'", "Connection refused"),
-    "auth failed": (f"psql {WRONG} -c 'SELECT 1'", "password authentication failed"),
+    "refused": ("psql -w -h localhost -p 5439 -U chatflow_app -d chatflow_mvp -c 'SELECT 1'", "Connection refused"),
+    "auth failed": (
+        "PGPASSWORD=not-the-password psql -h localhost -U chatflow_app -d chatflow_mvp -c 'SELECT 1'",
+        "password authentication failed",
+    ),
     "superuser over TCP": ("psql -h 127.0.0.1 -U postgres -d postgres -c 'SELECT 1'", "no pg_hba.conf entry"),
     "append-only audit": ('psql "$DATABASE_URL" -c "DELETE FROM audit_logs"', "permission denied for table"),
     "create in public": ('psql "$DATABASE_URL" -c "CREATE TABLE t (x int)"', "permission denied for schema public"),
