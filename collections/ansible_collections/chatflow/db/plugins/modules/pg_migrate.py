@@ -114,7 +114,7 @@ extends_documentation_fragment:
   - community.postgresql.postgres
 notes:
   - Connects as I(login_user) (C(postgres) over the local socket, peer authentication, by default).
-  - Needs psycopg2 on the managed host.
+  - Needs psycopg2 (or psycopg 3, which community.postgresql prefers when both are present) on the managed host.
   - The repair never drops what the migrations do not define; such objects are returned as C(unmanaged).
   - A column type repair converts in place (C(USING col::type)), with C(TimeZone) set to UTC.
 seealso:

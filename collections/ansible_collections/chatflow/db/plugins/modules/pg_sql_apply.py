@@ -69,7 +69,8 @@ options:
 extends_documentation_fragment:
   - community.postgresql.postgres
 notes:
-  - Needs psycopg2 on the managed host. Connects as I(login_user) (C(postgres) over the local socket by default).
+  - Needs psycopg2 (or psycopg 3, which community.postgresql prefers when both are present) on the managed host.
+  - Connects as I(login_user) (C(postgres) over the local socket by default).
 author:
   - ChatFlow platform team
 """
