@@ -17,11 +17,12 @@ export PY_COLORS ?= 0
 SANDBOX_INVENTORY := sandbox/inventory.yml
 SCENARIOS := default migrations security reliability
 
-.PHONY: help venv host image sandbox sandbox-verify sandbox-destroy test lint docs docs-check node-deps unit molecule molecule-reliability bench bench-clean clean
+.PHONY: help venv host test-deps image sandbox sandbox-verify sandbox-destroy test check lint docs docs-check node-deps unit molecule bench bench-clean clean
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
 	@echo "make test             lint + unit tests + molecule scenarios: $(SCENARIOS)"
+	@echo "make check            lint + unit and integration tests (no Docker)"
 	@echo "make sandbox-verify   run the testinfra suite against the sandbox"
 	@echo "make sandbox-destroy  remove the sandbox container"
 	@echo "make bench            the chat workload on the sandbox: ours vs the seed's design, pooling, Redis"
@@ -37,6 +38,10 @@ $(VENV)/.installed: requirements.txt
 host:
 	python3 tools/hostctl.py host-deps
 	python3 tools/hostctl.py docker-up
+
+# What only the tests and the generated docs need on this machine.
+test-deps:
+	python3 tools/hostctl.py test-deps
 
 image: host
 	python3 tools/hostctl.py image
@@ -70,13 +75,11 @@ lint: venv
 # PostgreSQL 15 built by the migrations, and each role's variables table,
 # rendered by aar-doc from meta/argument_specs.yml.  docs-check (in make test)
 # fails while either is stale.
-docs: venv
-	python3 tools/hostctl.py host-deps
+docs: venv test-deps
 	$(BIN)/python tools/gen_erd.py
 	$(BIN)/python tools/gen_role_docs.py
 
-docs-check: venv
-	python3 tools/hostctl.py host-deps
+docs-check: venv test-deps
 	$(BIN)/python tools/gen_erd.py --check
 	$(BIN)/python tools/gen_role_docs.py --check
 
@@ -91,15 +94,11 @@ $(NODE_DIR)/.installed: tests/node/package.json tests/node/package-lock.json
 
 # Unit tests of the pure parts, then the module against a real PostgreSQL 15
 # started in a temporary directory (tests/integration).
-unit: venv
-	python3 tools/hostctl.py host-deps
+unit: venv test-deps
 	pytest -q tests/unit tests/integration
 
-molecule: venv image node-deps
+molecule: venv image node-deps test-deps
 	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
-
-molecule-reliability: venv image
-	molecule test -s reliability
 
 # The benchmark runs on the sandbox (provisioned first when it is not yet):
 # two PostgreSQL clusters are created in it for the run and dropped after;
@@ -115,6 +114,9 @@ bench: venv image
 # Drop the clusters a `make bench BENCH_ARGS=--keep` left in the sandbox.
 bench-clean:
 	docker exec chatflow-sandbox bash -c 'for c in bench_ours bench_seed; do pg_dropcluster --stop 15 $$c 2>/dev/null || true; done'
+
+# Lint and the tests that need no container: quick, before a commit.
+check: lint unit
 
 test: lint docs-check unit molecule
 

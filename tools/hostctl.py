@@ -4,7 +4,8 @@
 Everything here works on this kind of machine: no image registry, no Docker
 engine running at first.  Subcommands:
 
-  host-deps      install docker.io and debootstrap when they are missing
+  host-deps      install docker.io and debootstrap when they are missing (the sandbox)
+  test-deps      install PostgreSQL 15, openssl, redis-tools and graphviz (tests, docs)
   docker-up      start dockerd when it is not running (records that we did)
   docker-down    stop dockerd, but only if docker-up started it
   image          build the systemd base image with debootstrap when missing
@@ -88,30 +89,7 @@ def recipe_hash() -> str:
 PG_INITDB = Path("/usr/lib/postgresql/15/bin/initdb")
 
 
-def host_deps(_args) -> int:
-    """Install what the tests need on this machine: Docker's engine, debootstrap
-    and PostgreSQL 15's server binaries (for the module's integration tests;
-    no cluster is created or started by the package)."""
-    missing = []
-    if not shutil.which("dockerd"):
-        missing.append("docker.io")
-    if not shutil.which("debootstrap"):
-        missing.append("debootstrap")
-    if not shutil.which("openssl"):
-        missing.append("openssl")  # the own-certificate test makes a CA with it
-    if not shutil.which("redis-cli"):
-        missing.append("redis-tools")  # the connection guide's remote shell snippet runs it here
-    if not shutil.which("dot"):
-        missing.append("graphviz")  # make docs draws the ER diagram with it
-    if not PG_INITDB.exists():
-        missing.append("postgresql-15")
-        dropin = Path("/etc/postgresql-common/createcluster.d/50-no-main-cluster.conf")
-        if os.geteuid() == 0:
-            dropin.parent.mkdir(parents=True, exist_ok=True)
-            dropin.write_text("create_main_cluster = false\n")
-    if not missing:
-        log("docker.io, debootstrap, openssl, graphviz, redis-tools and postgresql-15 already installed")
-        return 0
+def _apt_install(missing: list[str]) -> int:
     if os.geteuid() != 0:
         log(f"need root to install {' '.join(missing)}")
         return 1
@@ -120,6 +98,36 @@ def host_deps(_args) -> int:
     run(["apt-get", "update", "-qq"], env=env)
     run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env, stdout=subprocess.DEVNULL)
     return 0
+
+
+def host_deps(_args) -> int:
+    """Install what the sandbox needs on this machine: Docker's engine and
+    debootstrap (the base image is built with it)."""
+    missing = [pkg for pkg, cmd in (("docker.io", "dockerd"), ("debootstrap", "debootstrap")) if not shutil.which(cmd)]
+    if not missing:
+        log("docker.io and debootstrap already installed")
+        return 0
+    return _apt_install(missing)
+
+
+def test_deps(_args) -> int:
+    """Install what only the tests and the generated docs need on this machine:
+    PostgreSQL 15's server binaries (the modules' integration tests start
+    throwaway clusters; the package creates none), openssl (the own-certificate
+    test makes a CA), redis-tools (the connection guide's remote shell snippet)
+    and graphviz (the ER diagram)."""
+    wanted = (("openssl", "openssl"), ("redis-tools", "redis-cli"), ("graphviz", "dot"))
+    missing = [pkg for pkg, cmd in wanted if not shutil.which(cmd)]
+    if not PG_INITDB.exists():
+        missing.append("postgresql-15")
+        dropin = Path("/etc/postgresql-common/createcluster.d/50-no-main-cluster.conf")
+        if os.geteuid() == 0:
+            dropin.parent.mkdir(parents=True, exist_ok=True)
+            dropin.write_text("create_main_cluster = false\n")
+    if not missing:
+        log("openssl, redis-tools, graphviz and postgresql-15 already installed")
+        return 0
+    return _apt_install(missing)
 
 
 def docker_up(_args) -> int:
@@ -298,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("host-deps").set_defaults(func=host_deps)
+    sub.add_parser("test-deps").set_defaults(func=test_deps)
     sub.add_parser("docker-up").set_defaults(func=docker_up)
     sub.add_parser("docker-down").set_defaults(func=docker_down)
     img = sub.add_parser("image")

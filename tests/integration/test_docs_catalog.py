@@ -1,6 +1,6 @@
 """The schema documents against the live catalog: every table and index is described.
 
-A database built from files/schema.sql (the migrations' whole) is read back
+A database built from roles/chatflow_database/files/schema.sql (the migrations' whole) is read back
 from pg_catalog; docs/tables_description.md must describe every table and the
 materialized view, docs/indexes_explained.md every index with the query it
 serves, under its table's heading, and the counts they state must be true.
@@ -22,7 +22,7 @@ DOCS = ROOT / "docs"
 def catalog(cluster) -> dict:
     psql(cluster, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
     psql(cluster, f"CREATE DATABASE {DB} TEMPLATE template0", db="postgres")
-    out = psql_file(cluster, ROOT / "files" / "schema.sql", db=DB)
+    out = psql_file(cluster, ROOT / "roles/chatflow_database/files/schema.sql", db=DB)
     assert out.returncode == 0, out.stderr
     tables = psql(
         cluster,

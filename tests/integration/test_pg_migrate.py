@@ -19,7 +19,7 @@ from tools.doc_quotes import quote_for
 sys.path.insert(0, str(ROOT / "tools"))
 from seed_sql import SEED, seed_schema, seed_schema_fixed
 
-MIGRATIONS = ROOT / "files/migrations"
+MIGRATIONS = ROOT / "roles/chatflow_database/files/migrations"
 # Generated per run: no password, not even a test one, is kept in git.
 SEED_SETTINGS = {f"chatflow.seed_password_{name}": secrets.token_urlsafe(18) for name in ("alice", "bob", "charlie")}
 VERSIONED = [
@@ -65,7 +65,7 @@ def seed(sock: Path) -> None:
     result = run_module(
         "pg_sql_apply",
         sock,
-        path=[str(ROOT / "files/seed.sql")],
+        path=[str(ROOT / "roles/chatflow_database/files/seed.sql")],
         apply_role="chatflow_owner",
         skip_unchanged=False,
         settings=SEED_SETTINGS,
@@ -151,8 +151,8 @@ def test_line_endings_do_not_count_as_a_change(db, mig):
 
 
 def test_generated_schema_sql_builds_the_same_schema(db):
-    """files/schema.sql run by psql on an empty database equals the migrations (no drift)."""
-    run = psql_file(db, ROOT / "files/schema.sql", role="chatflow_owner")
+    """roles/chatflow_database/files/schema.sql run by psql on an empty database equals the migrations (no drift)."""
+    run = psql_file(db, ROOT / "roles/chatflow_database/files/schema.sql", role="chatflow_owner")
     assert run.returncode == 0, run.stderr
     report = ok(migrate(db, baseline_version=LAST, drift="report", check=True))
     assert report["baselined"] == list(range(1, LAST + 1))

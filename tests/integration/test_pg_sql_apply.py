@@ -11,6 +11,8 @@ import pytest
 from pgtest import ROOT, fresh_database, psql
 from pgtest import run_module as _run_module
 
+FILES = ROOT / "roles" / "chatflow_database" / "files"
+
 # Generated per run: no password, not even a test one, is kept in git.
 SEED_SETTINGS = {f"chatflow.seed_password_{name}": secrets.token_urlsafe(18) for name in ("alice", "bob", "charlie")}
 ALICE = SEED_SETTINGS["chatflow.seed_password_alice"]
@@ -29,15 +31,13 @@ def run_module(sock: Path, check: bool = False, **args) -> dict:
 
 def schema(sock: Path) -> None:
     """The schema, through the migration runner."""
-    result = _run_module("pg_migrate", sock, path=str(ROOT / "files/migrations"), apply_role="chatflow_owner")
+    result = _run_module("pg_migrate", sock, path=str(FILES / "migrations"), apply_role="chatflow_owner")
     assert result["rc"] == 0, result.get("msg")
 
 
 def seed(sock: Path, **kw) -> dict:
     kw.setdefault("settings", SEED_SETTINGS)
-    return run_module(
-        sock, path=[str(ROOT / "files/seed.sql")], apply_role="chatflow_owner", skip_unchanged=False, **kw
-    )
+    return run_module(sock, path=[str(FILES / "seed.sql")], apply_role="chatflow_owner", skip_unchanged=False, **kw)
 
 
 # An idempotent file of the kind pg_sql_apply is for: rerunnable statements.

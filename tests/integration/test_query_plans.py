@@ -1,6 +1,6 @@
 """The plans of the app's hot queries: each uses an index, none reads messages sequentially.
 
-A database built from files/schema.sql gets a generated data set (tools/bench/
+A database built from roles/chatflow_database/files/schema.sql gets a generated data set (tools/bench/
 datagen.py, 100,000 messages) and the planner settings of the tuned
 configuration; then every query of tools/bench/workload.py (the very SQL the
 benchmark runs) is EXPLAINed with real parameters.  Plans, not timings: the
@@ -45,7 +45,7 @@ PLANNER = ("SET random_page_cost = 1.1", "SET effective_io_concurrency = 200", "
 def plans_db(cluster):
     psql(cluster, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
     psql(cluster, f"CREATE DATABASE {DB} TEMPLATE template0", db="postgres")
-    out = psql_file(cluster, ROOT / "files" / "schema.sql", db=DB)
+    out = psql_file(cluster, ROOT / "roles/chatflow_database/files/schema.sql", db=DB)
     assert out.returncode == 0, out.stderr
     tmp = Path(tempfile.mkdtemp(prefix="chatflow-plans-"))
     try:

@@ -87,7 +87,7 @@ def test_split_statements_offsets_point_into_the_text():
 
 
 def test_split_statements_on_the_project_schema():
-    schema = (Path(__file__).resolve().parents[2] / "files" / "schema.sql").read_text()
+    schema = (Path(__file__).resolve().parents[2] / "roles/chatflow_database/files/schema.sql").read_text()
     statements = pc.split_statements(schema)
     assert all(stmt.rstrip().endswith(";") for stmt, _ in statements)
     assert sum(re.search(r"^CREATE TABLE \w+ \(", stmt, re.M) is not None for stmt, _ in statements) == 11

@@ -25,7 +25,7 @@ from ansible_collections.chatflow.db.plugins.module_utils.pg_migrate_plan import
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS = ROOT / "files/migrations"
+MIGRATIONS = ROOT / "roles/chatflow_database/files/migrations"
 
 
 def files(**texts: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,15 @@ import testinfra
 
 HOST_NAME = os.environ.get("CHATFLOW_TEST_HOST", "chatflow-molecule-default")
 REPO = Path(__file__).resolve().parents[3]
-PROJECT = "/home/agenti/my-mvp-slack"
-APP_USER = "agenti"
-DB = "chatflow_mvp"
+sys.path.insert(0, str(REPO))
+from tools.inputs import shared  # noqa: E402  (the repository root is on the path only now)
+
+# The expectations come from the shared inputs (roles/chatflow_common), the
+# values the roles were given, never from the host's own configuration.
+INPUTS = shared()
+PROJECT = INPUTS["chatflow_app_env_project_dir"]
+APP_USER = INPUTS["chatflow_app_env_user"]
+DB = INPUTS["chatflow_database_name"]
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +78,9 @@ def secret(name: str) -> str:
     for path in candidates:
         if path.exists():
             return path.read_text(encoding="utf-8").split()[0]
-    pytest.skip(f"secret {name} not found in {[str(c) for c in candidates]}")
+    # A secret the run generated must be there: its absence is a failure of
+    # the run (or of the fixture), never a reason to skip.
+    pytest.fail(f"secret {name} not found in {[str(c) for c in candidates]}")
 
 
 @pytest.fixture(scope="session")

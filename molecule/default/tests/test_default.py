@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DB, PROJECT
+from conftest import APP_USER, DB, PROJECT
 
 REPO = Path(__file__).resolve().parents[3]
 TABLES = {
@@ -190,14 +190,14 @@ def test_seed_users_have_bcrypt_hashes(sh):
 def test_env_file_is_private_to_the_app(host, directory):
     env = host.file(f"{directory}/.env.database")
     assert env.exists
-    assert env.user == "agenti"
+    assert env.user == APP_USER
     assert env.mode == 0o600
     content = env.content_string
     for key in (
         "DATABASE_URL=postgresql://chatflow_app:",
         "DB_HOST=",
         "DB_PORT=5432",
-        "DB_NAME=chatflow_mvp",
+        f"DB_NAME={DB}",
         "DB_USER=chatflow_app",
         "DB_PASSWORD=",
         "DB_POOL_MAX=20",
@@ -260,8 +260,8 @@ def test_redis_persistence_and_eviction(host):
 def test_deliverables_installed(host):
     for name in ("schema.sql", "seed.sql"):
         installed = host.file(f"{PROJECT}/database/{name}")
-        assert installed.user == "agenti"
-        assert installed.content_string == (REPO / "files" / name).read_text()
+        assert installed.user == APP_USER
+        assert installed.content_string == (REPO / "roles/chatflow_database/files" / name).read_text()
     assert "schema.sql" in host.file(f"{PROJECT}/database/README.md").content_string
 
 

@@ -17,7 +17,7 @@ import shlex
 
 import pytest
 
-from conftest import DB, PROJECT
+from conftest import APP_USER, DB, PROJECT
 
 CONF_DIR = "/etc/postgresql/15/main"
 DATA_DIR = "/var/lib/postgresql/15/main"
@@ -504,4 +504,4 @@ def test_ho03_env_files_private_to_the_app_user(host):
     """HO-03 the env files are 0600 and owned by the app user."""
     for directory in ENV_DIRS:
         env = host.file(f"{directory}/.env.database")
-        assert env.user == "agenti" and env.group == "agenti" and env.mode == 0o600, directory
+        assert env.user == APP_USER and env.group == APP_USER and env.mode == 0o600, directory
