@@ -3,7 +3,7 @@
 In the spirit of dev-sec's postgres-baseline and the CIS PostgreSQL 15
 benchmark.  Where a control is about access, the access itself is tried (a
 connection that must be refused is refused), not only the setting.  The
-README's "Security" section lists the same controls with the variables that
+"Security" section of docs/design.md lists the same controls with the variables that
 govern them.  Runs in every molecule scenario that provisions site.yml and
 against the sandbox (`make sandbox-verify`); it reads what the host was
 configured with (listen addresses, remote networks) instead of assuming it.
