@@ -125,3 +125,81 @@ def test_bad_arguments_fail_clearly(tmp_path):
     assert res.get("failed") and "not an absolute path" in res["msg"]
     res = run_module({"inputs": "d", "path": str(tmp_path / "f.json"), "max_age_hours": -1})
     assert res.get("failed") and "max_age_hours" in res["msg"]
+
+
+def test_manifests_name_whose_state_drifted_and_a_targeted_record_keeps_the_age(tmp_path):
+    redis = tmp_path / "redis"
+    redis.mkdir()
+    (redis / "redis.conf").write_text("port 6379\n")
+    pg = tmp_path / "pg"
+    pg.mkdir()
+    (pg / "postgresql.conf").write_text("port = 5432\n")
+    record = tmp_path / "fingerprint.json"
+    args = {
+        "inputs": "digest",
+        "path": str(record),
+        "manifests": {
+            "chatflow_redis": {"trees": [{"path": str(redis)}]},
+            "chatflow_postgresql": {
+                "trees": [{"path": str(pg)}],
+                "commands": [{"name": "echo", "argv": ["echo", "a"]}],
+            },
+        },
+    }
+    run_module({**args, "state": "record"})
+    complete_at = json.loads(record.read_text())["complete_at"]
+    (redis / "redis.conf").write_text("port 6380\n")
+    drifted = run_module(args)
+    assert drifted["targetable"] is True
+    assert drifted["differs_by_owner"] == {"chatflow_redis": [f"file:{redis}/redis.conf"]}
+    assert drifted["targets"] == ["chatflow_redis"]
+    # A targeted run records the repaired state but not a new complete run.
+    time.sleep(0.01)
+    run_module({**args, "state": "record", "complete": False})
+    assert json.loads(record.read_text())["complete_at"] == complete_at
+    run_module({**args, "state": "record"})
+    assert json.loads(record.read_text())["complete_at"] > complete_at
+
+
+def test_what_no_role_can_repair_alone_is_not_targetable(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    record = tmp_path / "fingerprint.json"
+    args = {
+        "inputs": "digest",
+        "path": str(record),
+        "trees": [{"path": str(tmp_path / "flat")}],
+        "manifests": {"chatflow_redis": {"trees": [{"path": str(conf)}]}},
+    }
+    run_module({**args, "state": "record"})
+    (tmp_path / "flat").write_text("x")  # an item of no manifest
+    assert run_module(args)["targetable"] is False
+    (tmp_path / "flat").unlink()
+    assert run_module({**args, "inputs": "new"})["targetable"] is False  # new inputs: a complete run
+    (conf / "new.conf").write_text("x")  # a file that appeared in a role's tree: that role's
+    res = run_module(args)
+    assert res["targetable"] is True and res["differs_by_owner"] == {"chatflow_redis": [f"file:{conf}/new.conf"]}
+    run_module({**args, "state": "record"})
+    (conf / "new.conf").unlink()  # gone: no item now, the record says whose it was
+    res = run_module(args)
+    assert res["targetable"] is True and res["differs_by_owner"] == {"chatflow_redis": [f"file:{conf}/new.conf"]}
+    assert run_module({**args, "manifests": {"chatflow_redis": {"bogus": []}}})["msg"].startswith(
+        "manifests.chatflow_redis"
+    )
+
+
+def test_a_repair_runs_the_roles_that_follow_the_drifted_one():
+    manifests = {
+        "chatflow_tls": {},
+        "chatflow_postgresql": {"follows": ["chatflow_tls"]},
+        "chatflow_database": {},
+        "chatflow_pgbouncer": {"follows": ["chatflow_postgresql", "chatflow_database"]},
+        "chatflow_app_env": {},
+    }
+    assert hf.followers({"chatflow_tls": []}, manifests) == [
+        "chatflow_pgbouncer",
+        "chatflow_postgresql",
+        "chatflow_tls",
+    ]
+    assert hf.followers({"chatflow_database": []}, manifests) == ["chatflow_database", "chatflow_pgbouncer"]
+    assert hf.followers({"chatflow_app_env": []}, manifests) == ["chatflow_app_env"]

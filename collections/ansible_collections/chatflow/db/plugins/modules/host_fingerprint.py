@@ -23,6 +23,8 @@ description:
   - I(state=record) writes the fingerprint (0600 root) after a complete run. The record is the play's own
     bookkeeping (like a fact cache), not configuration of the host, so it is never reported as a change;
     C(recorded) tells whether the fingerprint in the record changed.
+  - With I(manifests), every item belongs to the role that declared it, and C(differs_by_owner) tells
+    whose state drifted, so a rerun can run only those roles (C(targetable)).
 options:
   state:
     description: Compare with the record, or record.
@@ -80,6 +82,21 @@ options:
       stdin:
         description: Text fed to the command (an SQL script, for example).
         type: str
+  manifests:
+    description:
+      - What each role manages, by role name (the owner of its items). Each value is a dict with the keys
+        I(trees), I(units), I(packages), I(commands) (as the options of the same names), I(postgresql)
+        (as the option, with I(parts), a list of C(settings) and C(roles), for the cluster-wide state) and
+        I(follows), the roles whose state this role's state is derived from (a repair of theirs runs it too).
+      - Items of the flat options above belong to no role; a drift there is never targetable.
+    type: dict
+    default: {}
+  complete:
+    description:
+      - (record) whether the run ran every role. A targeted run records the state it leaves but keeps the
+        time of the last complete run, so I(max_age_hours) still forces a complete run in time.
+    type: bool
+    default: true
   environment:
     description: Environment of the commands (for example a password for C(redis-cli)). Never logged.
     type: dict
@@ -161,6 +178,23 @@ items:
   description: Number of items fingerprinted.
   returned: always
   type: int
+differs_by_owner:
+  description: The differing keys by the role that declared them (C('') for items of no manifest).
+  returned: always
+  type: dict
+targets:
+  description: >-
+    When C(targetable), the roles to run: those whose items differ and, through I(follows), those that
+    follow them; otherwise empty.
+  returned: always
+  type: list
+  elements: str
+targetable:
+  description: >-
+    Only items of manifests differ, against a fresh record of the same inputs: running the roles of
+    C(differs_by_owner) repairs the host.
+  returned: always
+  type: bool
 recorded:
   description: (record) the recorded fingerprint changed (in check mode, would change).
   returned: always
@@ -181,20 +215,25 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import FINGERPRINT_SQL
 
-# Cluster-wide state the roles manage: roles with their attributes and
-# password hashes (md5 of the verifier), memberships, per-role settings,
-# databases with their ACLs, and every setting and config-file line.
-CLUSTER_SQL = """
+# Cluster-wide state, in two parts that different roles own: the logins
+# (roles with their attributes and password hashes as md5 of the verifier,
+# memberships, per-role settings, databases with their ACLs), and the
+# server's settings with every config-file line.
+CLUSTER_SQL = {
+    "roles": """
 SELECT 'role', rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
        rolbypassrls, rolconnlimit, md5(coalesce(rolpassword, '')), rolvaliduntil FROM pg_authid ORDER BY rolname;
 SELECT 'member', roleid::regrole, member::regrole, admin_option FROM pg_auth_members ORDER BY 2, 3;
 SELECT 'rolesetting', setdatabase, setrole::regrole, setconfig FROM pg_db_role_setting ORDER BY 2, 3;
 SELECT 'database', datname, datdba::regrole, pg_encoding_to_char(encoding), datcollate, datctype,
        datallowconn, datconnlimit, datacl FROM pg_database ORDER BY datname;
+""",
+    "settings": """
 SELECT 'setting', name, setting, pending_restart FROM pg_settings
  WHERE source NOT IN ('session', 'client') ORDER BY name;
 SELECT 'file', sourcefile, sourceline, name, setting, applied, error FROM pg_file_settings ORDER BY 2, 3;
-"""
+""",
+}
 
 # In each database: the catalog of the managed schemas (pg_migrate's own
 # fingerprint), the privileges on every object, default privileges, and the
@@ -220,33 +259,18 @@ SELECT 'migration', key, checksum, success FROM chatflow_meta.schema_migrations 
 
 
 def postgresql_commands(spec):
-    """The psql runs that fingerprint a cluster: one for the cluster, one per database."""
-    schemas = "ARRAY[%s]::name[]" % ", ".join("'%s'" % s.replace("'", "''") for s in spec["schemas"])
+    """The psql runs that fingerprint a cluster: one per cluster-wide part, one per database."""
+    schemas = "ARRAY[%s]::name[]" % ", ".join("'%s'" % s.replace("'", "''") for s in spec.get("schemas", ["public"]))
     catalog = FINGERPRINT_SQL.replace("%(schemas)s", schemas).replace("%%", "%").strip()
-    base = [
-        "runuser",
-        "-u",
-        spec["os_user"],
-        "--",
-        "psql",
-        "-X",
-        "-A",
-        "-t",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-p",
-        str(spec["port"]),
+    base = ["runuser", "-u", spec.get("os_user", "postgres"), "--", "psql", "-X", "-A", "-t", "-q"]
+    base += ["-v", "ON_ERROR_STOP=1", "-p", str(spec.get("port", 5432))]
+    commands = [
+        dict(name="postgresql:" + part, argv=[*base, "-d", "postgres", "-f", "-"], stdin=CLUSTER_SQL[part])
+        for part in spec.get("parts", ["roles", "settings"])
     ]
-    commands = [dict(name="postgresql:cluster", argv=[*base, "-d", "postgres", "-f", "-"], stdin=CLUSTER_SQL)]
-    for db in spec["databases"]:
-        commands.append(
-            dict(
-                name="postgresql:" + db,
-                argv=[*base, "-d", db, "-f", "-"],
-                stdin=DATABASE_SQL.format(catalog=catalog, schemas=schemas),
-            )
-        )
+    for db in spec.get("databases", []):
+        stdin = DATABASE_SQL.format(catalog=catalog, schemas=schemas)
+        commands.append(dict(name="postgresql:" + db, argv=[*base, "-d", db, "-f", "-"], stdin=stdin))
     return commands
 
 
@@ -334,13 +358,18 @@ def read_record(path):
         return None
 
 
+def record_age(record, now):
+    """Hours since the last complete run the record knows of."""
+    return (now - float(record.get("complete_at", record.get("recorded_at", 0)))) / 3600.0
+
+
 def compare(record, items, fingerprint, max_age_hours, now):
     """(unchanged, reason, differs, age_hours) of the current items against the record."""
     if not record or "items" not in record:
         return False, "no complete run recorded yet", [], -1.0
     old = record["items"]
     differs = sorted(k for k in set(old) | set(items) if old.get(k) != items.get(k))
-    age = (now - float(record.get("recorded_at", 0))) / 3600.0
+    age = record_age(record, now)
     if differs:
         names = ", ".join(differs[:10]) + (" and %d more" % (len(differs) - 10) if len(differs) > 10 else "")
         return False, "changed since the last complete run: " + names, differs[:50], age
@@ -351,14 +380,44 @@ def compare(record, items, fingerprint, max_age_hours, now):
     return True, "", [], age
 
 
-def write_record(path, fingerprint, items, now):
+def by_owner(differs, owners):
+    """{owner: [keys]} of the differing keys ('' for keys of no manifest)."""
+    grouped = {}
+    for key in differs:
+        grouped.setdefault(owners.get(key, ""), []).append(key)
+    return grouped
+
+
+def followers(owners_differing, manifests):
+    """The roles to run: those that drifted and, transitively, those that follow them."""
+    targets = set(owners_differing)
+    grew = True
+    while grew:
+        more = {name for name, m in manifests.items() if set(m.get("follows") or []) & targets}
+        grew = not more <= targets
+        targets |= more
+    return sorted(targets)
+
+
+def targetable(record, items, differs, owners, fresh):
+    """A drift that the roles owning it can repair alone: same inputs (so the same manifests), a
+    fresh record, every differing item declared by a role."""
+    if not record or not differs or not fresh:
+        return False
+    if record["items"].get("inputs") != items.get("inputs"):
+        return False
+    return all(owners.get(k) for k in differs)
+
+
+def write_record(path, record):
+    """Write the record (a dict) atomically, 0600."""
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o700)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fingerprint.")
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump({"fingerprint": fingerprint, "recorded_at": now, "items": items}, handle, sort_keys=True)
+            json.dump(record, handle, sort_keys=True)
         os.chmod(tmp, 0o600)
         os.rename(tmp, path)
     except Exception:
@@ -367,50 +426,128 @@ def write_record(path, fingerprint, items, now):
         raise
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", choices=["compare", "record"], default="compare"),
-            path=dict(type="path", default="/var/lib/chatflow/fingerprint.json"),
-            inputs=dict(type="str", required=True, no_log=False),
-            trees=dict(
-                type="list",
-                elements="dict",
-                default=[],
-                options=dict(path=dict(type="path", required=True), recurse=dict(type="bool", default=True)),
-            ),
-            units=dict(type="list", elements="str", default=[]),
-            packages=dict(type="list", elements="str", default=[]),
-            commands=dict(
-                type="list",
-                elements="dict",
-                default=[],
-                options=dict(
-                    name=dict(type="str", required=True),
-                    argv=dict(type="list", elements="str", required=True),
-                    stdin=dict(type="str"),
-                ),
-            ),
-            environment=dict(type="dict", default={}, no_log=True),
-            postgresql=dict(
-                type="dict",
-                options=dict(
-                    port=dict(type="int", default=5432),
-                    databases=dict(type="list", elements="str", default=[]),
-                    schemas=dict(type="list", elements="str", default=["public"]),
-                    os_user=dict(type="str", default="postgres"),
-                ),
-            ),
-            max_age_hours=dict(type="int", default=24),
-        ),
-        supports_check_mode=True,
+TREE_SPEC = dict(path=dict(type="path", required=True), recurse=dict(type="bool", default=True))
+COMMAND_SPEC = dict(
+    name=dict(type="str", required=True),
+    argv=dict(type="list", elements="str", required=True),
+    stdin=dict(type="str"),
+)
+POSTGRESQL_SPEC = dict(
+    port=dict(type="int", default=5432),
+    databases=dict(type="list", elements="str", default=[]),
+    schemas=dict(type="list", elements="str", default=["public"]),
+    os_user=dict(type="str", default="postgres"),
+)
+MANIFEST_KEYS = ("trees", "units", "packages", "commands", "postgresql", "follows")
+
+
+def argument_spec():
+    return dict(
+        state=dict(type="str", choices=["compare", "record"], default="compare"),
+        path=dict(type="path", default="/var/lib/chatflow/fingerprint.json"),
+        inputs=dict(type="str", required=True, no_log=False),
+        trees=dict(type="list", elements="dict", default=[], options=TREE_SPEC),
+        units=dict(type="list", elements="str", default=[]),
+        packages=dict(type="list", elements="str", default=[]),
+        commands=dict(type="list", elements="dict", default=[], options=COMMAND_SPEC),
+        manifests=dict(type="dict", default={}),
+        complete=dict(type="bool", default=True),
+        environment=dict(type="dict", default={}, no_log=True),
+        postgresql=dict(type="dict", options=POSTGRESQL_SPEC),
+        max_age_hours=dict(type="int", default=24),
     )
-    p = module.params
-    for tree in p["trees"]:
-        if not os.path.isabs(tree["path"]):
-            module.fail_json(msg="trees: %s is not an absolute path" % tree["path"])
+
+
+def normalise(manifest):
+    """A manifest with the types the options of the same names would give (the dict is not
+    validated by the argument spec: numbers templated into a command line are ints)."""
+    out = dict(manifest)
+    out["trees"] = [
+        dict(path=str(t["path"]), recurse=bool(t.get("recurse", True))) for t in manifest.get("trees") or []
+    ]
+    out["commands"] = [
+        dict(name=str(c["name"]), argv=[str(a) for a in c["argv"]], stdin=c.get("stdin"))
+        for c in manifest.get("commands") or []
+    ]
+    for key in ("units", "packages", "follows"):
+        out[key] = [str(v) for v in manifest.get(key) or []]
+    return out
+
+
+def check_arguments(p):
+    """The message of the first bad argument, or None."""
+    for owner, manifest in p["manifests"].items():
+        if not isinstance(manifest, dict) or set(manifest) - set(MANIFEST_KEYS):
+            return "manifests.%s must be a dict with the keys %s" % (owner, ", ".join(MANIFEST_KEYS))
+        for tree in manifest.get("trees") or []:
+            if not isinstance(tree, dict) or "path" not in tree:
+                return "manifests.%s.trees: each entry needs a path" % owner
+        for command in manifest.get("commands") or []:
+            if not isinstance(command, dict) or "name" not in command or not command.get("argv"):
+                return "manifests.%s.commands: each entry needs a name and an argv" % owner
+    for _owner, manifest in [("", p), *sorted(p["manifests"].items())]:
+        for tree in manifest.get("trees") or []:
+            if not os.path.isabs(tree["path"]):
+                return "trees: %s is not an absolute path" % tree["path"]
     if p["max_age_hours"] < 0:
-        module.fail_json(msg="max_age_hours must be 0 or more, got %d" % p["max_age_hours"])
+        return "max_age_hours must be 0 or more, got %d" % p["max_age_hours"]
+    return None
+
+
+def manifest_items(run, manifest, environment):
+    """The items of one manifest (or of the flat options)."""
+    items = {}
+    for tree in manifest.get("trees") or []:
+        items.update(tree_items(tree["path"], tree.get("recurse", True)))
+    items.update(unit_items(run, manifest.get("units") or []))
+    items.update(package_items(run, manifest.get("packages") or []))
+    commands = list(manifest.get("commands") or [])
+    if manifest.get("postgresql"):
+        commands += postgresql_commands(manifest["postgresql"])
+    items.update(command_items(run, commands, environment))
+    return items
+
+
+def collect(run, p):
+    """(items, owners): every item, and the role that declared each."""
+    items = {"inputs": p["inputs"]}
+    owners = {}
+    for owner, manifest in [("", p), *sorted(p["manifests"].items())]:
+        found = manifest_items(run, manifest, p["environment"])
+        items.update(found)
+        owners.update(dict.fromkeys(found, owner))
+    return items, owners
+
+
+def evaluate(p, record, items, owners, now):
+    # A file that is gone is no item now: the record says whose it was.
+    owners = dict((record or {}).get("owners", {}), **owners)
+    fingerprint = fingerprint_of(items)
+    unchanged, reason, differs, age = compare(record, items, fingerprint, p["max_age_hours"], now)
+    grouped = by_owner(differs, owners)
+    can_target = targetable(record, items, differs, owners, 0 <= age <= p["max_age_hours"])
+    return dict(
+        changed=False,
+        fingerprint=fingerprint,
+        unchanged=unchanged,
+        reason=reason,
+        differs=differs,
+        differs_by_owner=grouped,
+        targetable=can_target,
+        targets=followers(grouped, p["manifests"]) if can_target else [],
+        items=len(items),
+        age_hours=round(age, 2),
+        recorded=False,
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    problem = check_arguments(p)
+    if problem:
+        module.fail_json(msg=problem)
+    p["manifests"] = dict((owner, normalise(m)) for owner, m in p["manifests"].items())
 
     def run(argv, data=None, environ_update=None):
         # A command missing on a fresh host is a state like any other, not a failure.
@@ -421,37 +558,26 @@ def main():
         except OSError as exc:
             return 127, "", "%s: %s" % (argv[0], exc.strerror)
 
-    items = {"inputs": p["inputs"]}
     try:
-        for tree in p["trees"]:
-            items.update(tree_items(tree["path"], tree["recurse"]))
+        items, owners = collect(run, p)
     except OSError as exc:
         module.fail_json(msg="cannot read %s: %s" % (exc.filename, exc.strerror))
-    items.update(unit_items(run, p["units"]))
-    items.update(package_items(run, p["packages"]))
-    commands = list(p["commands"])
-    if p["postgresql"]:
-        commands += postgresql_commands(p["postgresql"])
-    items.update(command_items(run, commands, p["environment"]))
-    fingerprint = fingerprint_of(items)
     now = time.time()
     record = read_record(p["path"])
-    unchanged, reason, differs, age = compare(record, items, fingerprint, p["max_age_hours"], now)
-    result = dict(
-        changed=False,
-        fingerprint=fingerprint,
-        unchanged=unchanged,
-        reason=reason,
-        differs=differs,
-        items=len(items),
-        age_hours=round(age, 2),
-        recorded=False,
-    )
+    result = evaluate(p, record, items, owners, now)
     if p["state"] == "record":
-        result["recorded"] = not record or record.get("fingerprint") != fingerprint
+        result["recorded"] = not record or record.get("fingerprint") != result["fingerprint"]
+        complete_at = now if p["complete"] or not record else record.get("complete_at", record.get("recorded_at", now))
         if not module.check_mode:
             try:
-                write_record(p["path"], fingerprint, items, now)
+                new = dict(
+                    fingerprint=result["fingerprint"],
+                    items=items,
+                    owners=owners,
+                    recorded_at=now,
+                    complete_at=complete_at,
+                )
+                write_record(p["path"], new)
             except OSError as exc:
                 module.fail_json(msg="cannot write the fingerprint to %s: %s" % (p["path"], exc), **result)
     module.exit_json(**result)
