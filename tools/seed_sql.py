@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The schema SQL of seed 000 (../shared/seeds), as written and "fixed only enough to run".
 
-Used by the tests that adopt a database built by hand from the seed (baseline)
-and by the benchmark's seed-schema side.  The seed is read at run time and
-never copied into the project.
+The one place that knows the seed's faults.  Used by the tests that adopt a
+database built by hand from the seed (baseline) and by the benchmark's
+seed-design side.  The seed is read at run time and never copied into the
+project; each edit is listed in FIXES with why, and each must still match.
 
     python3 tools/seed_sql.py [--fixed]   # print the SQL
 """
@@ -16,8 +17,43 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = ROOT.parent / "shared" / "seeds" / "000_915982d7d73b6dd6.txt"
+SEEDS = ROOT.parent / "shared" / "seeds"
 MARKER = "CHATFLOW MVP - PostgreSQL Schema"
+
+# (what, why, pattern, replacement): applied in order, each must match once.
+FIXES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "create pg_trgm first",
+        "the gin_trgm_ops index fails without the extension, which the seed never creates",
+        r"\A",
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm;\n",
+    ),
+    (
+        "move UNIQUE(workspace_id, LOWER(name)) out of CREATE TABLE channels into a unique index",
+        "an expression inside a table constraint is a syntax error: channels and 30 statements after it fail",
+        r",\s*\n\s*UNIQUE\(workspace_id, LOWER\(name\)\)\n\);",
+        "\n);\nCREATE UNIQUE INDEX channels_workspace_id_lower_name ON channels(workspace_id, LOWER(name));",
+    ),
+)
+# The benchmark's workload counts unread messages per channel: the seed has no column for it.
+UNREAD_FIX = (
+    "add channel_members.last_read_at",
+    "the unread-count operation of the workload needs it and the seed has no equivalent",
+    r"(CREATE TABLE IF NOT EXISTS channel_members \([^;]*?joined_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,)",
+    r"\1\n    last_read_at TIMESTAMP,",
+)
+# The GRANTs to chatflow_app fail where the role does not exist yet (the provisioning's own role).
+GRANTS = r"(?m)^GRANT .* TO chatflow_app;\n"
+
+
+def seed_file(seeds: Path = SEEDS) -> Path:
+    found = sorted(seeds.glob("000_*.txt"))
+    if not found:
+        raise FileNotFoundError(f"no 000_*.txt seed document in {seeds}")
+    return found[0]
+
+
+SEED = seed_file() if SEEDS.is_dir() and any(SEEDS.glob("000_*.txt")) else SEEDS / "000_missing.txt"
 
 
 def seed_schema(seed: Path = SEED) -> str:
@@ -29,25 +65,15 @@ def seed_schema(seed: Path = SEED) -> str:
     raise ValueError(f"{seed}: no sql block with {MARKER!r}")
 
 
-def seed_schema_fixed(seed: Path = SEED) -> str:
-    """The seed's schema with the two faults that stop it from running fixed, nothing else.
-
-    - pg_trgm is created (the trigram index needs it);
-    - UNIQUE(workspace_id, LOWER(name)) inside CREATE TABLE channels (a syntax
-      error) becomes a unique index after the table;
-    - the GRANTs to chatflow_app are left out (the role is the provisioning's).
-    """
+def seed_schema_fixed(seed: Path = SEED, *, keep_grants: bool = False, unread_counts: bool = False) -> str:
+    """The seed's schema with the faults that stop it from running fixed, nothing else
+    (and, for the benchmark, the GRANTs kept and the unread-count column added)."""
     sql = seed_schema(seed)
-    sql = "CREATE EXTENSION IF NOT EXISTS pg_trgm;\n" + sql
-    sql, count = re.subn(r",\s*\n\s*UNIQUE\(workspace_id, LOWER\(name\)\)\n\);", "\n);", sql)
-    if count != 1:
-        raise ValueError("the channels UNIQUE(workspace_id, LOWER(name)) clause was not found")
-    sql = sql.replace(
-        "CREATE INDEX idx_channels_workspace_id ON channels(workspace_id);",
-        "CREATE UNIQUE INDEX channels_workspace_id_lower_name ON channels(workspace_id, LOWER(name));\n"
-        "CREATE INDEX idx_channels_workspace_id ON channels(workspace_id);",
-    )
-    return re.sub(r"(?m)^GRANT .* TO chatflow_app;\n", "", sql)
+    for what, _why, pattern, repl in FIXES + ((UNREAD_FIX,) if unread_counts else ()):
+        sql, count = re.subn(pattern, repl, sql, flags=re.S)
+        if count != 1:
+            raise ValueError(f"seed schema fix '{what}' no longer matches the seed document")
+    return sql if keep_grants else re.sub(GRANTS, "", sql)
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ and the plan tests load identical data.
 Only the columns that the seed's schema and ours share are written (our
 channels.type is derived from is_private by a trigger, messages.type defaults
 to 'text'); channel_members.last_read_at is the one column the seed lacks
-(the benchmark adds it there, see tools/bench/seed_schema.py).
+(the benchmark adds it there, see tools/seed_sql.py).
 
     python3 -m tools.bench.datagen --out DIR [--messages N] [--seed S]
 """

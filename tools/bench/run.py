@@ -7,7 +7,7 @@ schema, roles and settings):
   ours  (port 5441): the sandbox's schema, roles and grants (pg_dump -s,
         pg_dumpall -g) and the settings its postgresql.conf sets;
   seed  (port 5442): the seed document's schema as written, fixed only enough
-        to run (tools/bench/seed_schema.py), on Debian's default configuration.
+        to run (tools/seed_sql.py), on Debian's default configuration.
 
 Both get the same generated data (tools/bench/datagen.py), loaded the same way.
 The mix runs through the app role (`chatflow_app`, over TCP on loopback) on
@@ -31,7 +31,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from tools.bench import datagen, seed_schema
+from tools import seed_sql
+from tools.bench import datagen
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".state" / "bench"
@@ -172,7 +173,12 @@ def create_clusters(box: Box, app_password: str) -> None:
         f"CREATE ROLE chatflow_app LOGIN PASSWORD {sql_literal(app_password)};\n"  # pragma: allowlist secret
         "CREATE DATABASE chatflow_mvp ENCODING 'UTF8' TEMPLATE template0;\n",
     )
-    box.psql(PORTS["seed"], seed_schema.fixed_schema(), db="chatflow_mvp")
+    box.psql(PORTS["seed"], seed_design_sql(), db="chatflow_mvp")
+
+
+def seed_design_sql() -> str:
+    """The seed's schema fixed only enough to run, with its GRANTs and the unread-count column."""
+    return seed_sql.seed_schema_fixed(keep_grants=True, unread_counts=True)
 
 
 def sql_literal(s: str) -> str:
@@ -341,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"messages": args.messages, "clients": args.clients, "seconds": args.seconds, "load_s": {}}
 
     # Reuse kept clusters only when the data and the way they were built are the same.
-    recipe = hashlib.sha256((seed_schema.fixed_schema() + Path(__file__).read_text()).encode()).hexdigest()[:12]
+    recipe = hashlib.sha256((seed_design_sql() + Path(__file__).read_text()).encode()).hexdigest()[:12]
     marker = f"{args.messages}-{args.seed}-{recipe}"
     reuse = all(cluster_exists(box, f"bench_{s}") for s in PORTS) and all(
         box.sh(f"cat /etc/postgresql/15/bench_{s}/chatflow-bench-data 2>/dev/null || true").strip() == marker
