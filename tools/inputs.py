@@ -1,13 +1,16 @@
-"""The project's shared inputs as the roles resolve them by default.
+"""The project's inputs as the roles resolve them by default.
 
 Tests and tools take their expectations from here (roles/chatflow_common's
-defaults, where each shared fact is defined once), never from a second copy
-of the value or from the host's own configuration.  Values that reference
-other shared values (``/home/{{ chatflow_app_env_user }}/...``) are rendered
-with Jinja; an inventory override is passed in as ``overrides``.
+defaults, where each shared fact is defined once, and a role's own
+defaults), rendered by Ansible's own templating with the host's facts and an
+inventory's overrides, never from a second copy of a value or a formula, nor
+from the host's own configuration.
 
     >>> shared()["chatflow_database_name"]
     'chatflow_mvp'
+    >>> defaults("chatflow_postgresql", facts={"memtotal_mb": 4096, "processor_vcpus": 2})[
+    ...     "chatflow_postgresql_shared_buffers_mb"]
+    1024
 """
 
 from __future__ import annotations
@@ -15,37 +18,55 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-import jinja2
 import yaml
+from ansible.errors import AnsibleError
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMON_DEFAULTS = ROOT / "roles" / "chatflow_common" / "defaults" / "main.yml"
+ROLES = ROOT / "roles"
 
 
 @cache
-def _raw() -> dict:
-    return yaml.safe_load(COMMON_DEFAULTS.read_text(encoding="utf-8"))
+def _role_defaults(role: str) -> dict:
+    return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text(encoding="utf-8")) or {}
 
 
-def shared(overrides: dict | None = None) -> dict:
-    """Every shared default that renders without Ansible (names, ports, paths),
-    with ``overrides`` applied first.  Values that need Ansible (password
-    lookups, role_path, playbook_dir) are left out."""
-    context = {**_raw(), **(overrides or {})}
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    resolved: dict = {}
-    for _ in range(4):  # references nest at most a few levels deep
-        for name, value in context.items():
-            try:
-                resolved[name] = _render(env, value, {**context, **resolved})
-            except (jinja2.UndefinedError, jinja2.TemplateError):
-                continue
+def _trusted(value):
+    """The value with every string in it marked as a template of ours (Ansible 2.19
+    renders only trusted templates)."""
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, list):
+        return [_trusted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _trusted(v) for k, v in value.items()}
+    return value
+
+
+def defaults(*roles: str, facts: dict | None = None, overrides: dict | None = None) -> dict:
+    """chatflow_common's defaults and those of ``roles``, with ``overrides`` (an
+    inventory's values) applied, rendered with ``facts`` as ansible_facts.
+    Values that need a play (generated passwords, role_path, playbook_dir)
+    are left out."""
+    raw: dict = {}
+    for role in ("chatflow_common", *roles):
+        raw.update(_role_defaults(role))
+    raw.update(overrides or {})
+    variables = {k: _trusted(v) for k, v in raw.items()}
+    variables["ansible_facts"] = facts or {}
+    templar = Templar(loader=DataLoader(), variables=variables)
+    resolved = {}
+    for name, value in variables.items():
+        if name == "ansible_facts" or "lookup(" in str(value):
+            continue  # a password lookup would generate a secret
+        try:
+            resolved[name] = templar.template(value)
+        except AnsibleError:  # undefined outside a play: role_path, playbook_dir
+            continue
     return resolved
 
 
-def _render(env: jinja2.Environment, value, context: dict):
-    if isinstance(value, str) and "{{" in value:
-        return env.from_string(value).render(context)
-    if isinstance(value, list):
-        return [_render(env, item, context) for item in value]
-    return value
+def shared(overrides: dict | None = None) -> dict:
+    """The shared inputs (roles/chatflow_common) with an inventory's overrides."""
+    return defaults(overrides=overrides)

@@ -3,7 +3,9 @@
 PgBouncer: loopback only, transaction pooling of 20, SCRAM from the server's
 own secrets (no password in its files), the app reaching the database through
 DATABASE_POOL_URL.  The server: its memory, WAL, planner and parallel settings
-follow the host's memory and CPUs by the formulas of roles/chatflow_postgresql.
+are what roles/chatflow_postgresql computed for this host (its defaults
+rendered with the host's memory and CPUs; the formulas themselves are
+unit-tested on fixed hosts in tests/unit/test_sizing.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import pytest
 
 from conftest import PROJECT, secret
+from tools.inputs import defaults
 
 
 def test_pgbouncer_runs_on_loopback_only(host):
@@ -57,9 +60,14 @@ def test_a_wrong_password_is_refused_by_the_pool(sh):
     assert "authentication failed" in result.stderr
 
 
-def _host_memory_mb(host) -> int:
+@pytest.fixture(scope="module")
+def computed(host):
+    """The role's settings for this host: its defaults rendered with the facts
+    Ansible gathers (memtotal_mb from /proc/meminfo, the CPUs)."""
     kb = int(re.search(r"MemTotal:\s+(\d+) kB", host.file("/proc/meminfo").content_string).group(1))
-    return kb // 1024
+    facts = {"memtotal_mb": kb // 1024, "processor_vcpus": int(host.check_output("nproc"))}
+    rendered = defaults("chatflow_postgresql", facts=facts)
+    return {k.removeprefix("chatflow_postgresql_"): v for k, v in rendered.items()}
 
 
 @pytest.fixture(scope="module")
@@ -73,24 +81,22 @@ def settings(sh):
     return dict(line.split("=", 1) for line in rows.splitlines())
 
 
-def test_memory_settings_follow_the_host(settings, host):
-    mem = _host_memory_mb(host)
-    shared = min(max(int(mem * 0.25), 128), 8192)
-    # Ansible's memtotal_mb rounds like this; allow one MB either way.
-    assert abs(int(settings["shared_buffers"].removesuffix("8kB")) * 8 // 1024 - shared) <= 1
-    assert abs(int(settings["effective_cache_size"].removesuffix("8kB")) * 8 // 1024 - max(int(mem * 0.75), 256)) <= 1
-    work = min(max((mem - shared) // (int(settings["max_connections"]) * 3), 4), 64)
-    assert abs(int(settings["work_mem"].removesuffix("kB")) // 1024 - work) <= 1
-    assert int(settings["maintenance_work_mem"].removesuffix("kB")) // 1024 == min(max(mem // 16, 64), 2048)
+def test_memory_settings_are_what_the_role_computed_for_this_host(settings, computed):
+    assert int(settings["shared_buffers"].removesuffix("8kB")) * 8 // 1024 == int(computed["shared_buffers_mb"])
+    assert int(settings["effective_cache_size"].removesuffix("8kB")) * 8 // 1024 == int(
+        computed["effective_cache_size_mb"]
+    )
+    assert int(settings["work_mem"].removesuffix("kB")) // 1024 == int(computed["work_mem_mb"])
+    assert int(settings["maintenance_work_mem"].removesuffix("kB")) // 1024 == int(computed["maintenance_work_mem_mb"])
+    assert int(settings["max_connections"]) == int(computed["max_connections"])
 
 
-def test_wal_planner_and_parallel_settings(settings, host):
-    cpus = int(host.check_output("nproc"))
-    assert settings["max_wal_size"] == "4096MB"
-    assert settings["min_wal_size"] == "1024MB"
-    assert settings["checkpoint_timeout"] == "900s"
-    assert settings["random_page_cost"] == "1.1"
-    assert settings["effective_io_concurrency"] == "200"
-    assert settings["jit"] == "off"
-    assert settings["max_parallel_workers"] == str(cpus)
-    assert settings["max_parallel_workers_per_gather"] == str(min(max(cpus // 2, 1), 4))
+def test_wal_planner_and_parallel_settings(settings, computed):
+    assert settings["max_wal_size"] == f"{computed['max_wal_size_mb']}MB"
+    assert settings["min_wal_size"] == f"{computed['min_wal_size_mb']}MB"
+    assert settings["checkpoint_timeout"] == f"{int(computed['checkpoint_timeout_min']) * 60}s"
+    assert float(settings["random_page_cost"]) == float(computed["random_page_cost"])
+    assert settings["effective_io_concurrency"] == str(computed["effective_io_concurrency"])
+    assert settings["jit"] == ("on" if computed["jit"] else "off")
+    assert settings["max_parallel_workers"] == str(computed["max_parallel_workers"])
+    assert settings["max_parallel_workers_per_gather"] == str(computed["max_parallel_workers_per_gather"])
