@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+import yaml
 
 HOST_NAME = os.environ.get("CHATFLOW_TEST_HOST", "chatflow-molecule-default")
 REPO = Path(__file__).resolve().parents[3]
@@ -22,9 +23,23 @@ sys.path.insert(0, str(REPO))
 from tools.inputs import shared  # noqa: E402  (the repository root is on the path only now)
 from tools.skip_policy import pytest_runtest_makereport  # noqa: E402, F401  (a pytest hook: skips under CI)
 
-# The expectations come from the shared inputs (roles/chatflow_common), the
-# values the roles were given, never from the host's own configuration.
-INPUTS = shared()
+
+def inventory_vars() -> dict:
+    """The variables the scenario's inventory gives the group chatflow_db
+    (molecule writes them to group_vars/chatflow_db beside its inventory
+    file); none for the sandbox, which runs on the defaults."""
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        return {}
+    group_vars = Path(inventory).parent / "group_vars" / "chatflow_db"
+    assert group_vars.is_file(), f"molecule's inventory has no {group_vars}"
+    return yaml.safe_load(group_vars.read_text(encoding="utf-8")) or {}
+
+
+# The expectations come from the inputs the roles were given (the shared
+# defaults of roles/chatflow_common with the scenario's inventory on top),
+# never from the host's own configuration.
+INPUTS = shared(inventory_vars())
 PROJECT = INPUTS["chatflow_app_env_project_dir"]
 APP_USER = INPUTS["chatflow_app_env_user"]
 DB = INPUTS["chatflow_database_name"]

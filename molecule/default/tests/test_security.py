@@ -17,13 +17,17 @@ import shlex
 
 import pytest
 
-from conftest import APP_USER, DB, PROJECT
+from conftest import APP_USER, DB, INPUTS, PROJECT
 
-CONF_DIR = "/etc/postgresql/15/main"
-DATA_DIR = "/var/lib/postgresql/15/main"
-PG_LOG = "/var/log/postgresql/postgresql-15-main.log"
-TLS_DIR = "/etc/chatflow/tls"
-LOGIN_ROLES = ("chatflow_app", "chatflow_readonly", "chatflow_migrator")
+PG = f"{INPUTS['chatflow_postgresql_version']}/{INPUTS['chatflow_postgresql_cluster']}"
+CONF_DIR = f"/etc/postgresql/{PG}"
+DATA_DIR = f"/var/lib/postgresql/{PG}"
+PG_LOG = f"/var/log/postgresql/postgresql-{PG.replace('/', '-')}.log"
+TLS_DIR = INPUTS["chatflow_tls_dir"]
+LOGIN_ROLES = tuple(INPUTS[f"chatflow_database_{kind}_role"] for kind in ("app", "readonly", "migrator"))
+# The networks the scenario's inventory lets in (none by default).
+PG_REMOTE = {ipaddress.ip_network(c) for c in INPUTS["chatflow_postgresql_remote_cidrs"]}
+REDIS_REMOTE = {ipaddress.ip_network(c) for c in INPUTS["chatflow_redis_remote_cidrs"]}
 ESCALATING = ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication", "rolbypassrls")
 ENV_DIRS = [PROJECT, f"{PROJECT}/backend", f"{PROJECT}/tests"]
 
@@ -43,10 +47,6 @@ def hba_rules(sh):
 def network(rule):
     prefix = bin(int(ipaddress.ip_address(rule["mask"]))).count("1")
     return ipaddress.ip_network(f"{rule['address']}/{prefix}", strict=False)
-
-
-def remote_networks(sh):
-    return [network(r) for r in hba_rules(sh) if r["type"] != "local" and not network(r).is_loopback]
 
 
 def priv(sh, role: str, table: str, privilege: str) -> str:
@@ -104,12 +104,15 @@ def test_pg04_remote_lines_are_tls_only_and_never_open_to_all(sh):
         assert net.prefixlen > 0, rule
         if not net.is_loopback:
             assert rule["type"] == "hostssl", rule
+            assert net in PG_REMOTE, f"a network the inventory does not let in: {rule}"
+    networks = {network(r) for r in hba_rules(sh) if r["type"] == "hostssl"}
+    assert networks >= PG_REMOTE, "every network of chatflow_postgresql_remote_cidrs has its hostssl lines"
 
 
 def test_pg05_listen_addresses_follow_the_remote_networks(host, sh):
     """PG-05 listen_addresses: loopback only unless remote networks are configured."""
     listen = sh.admin_sql("SHOW listen_addresses")
-    if not remote_networks(sh):
+    if not PG_REMOTE:
         assert listen == "localhost"
         assert not host.socket("tcp://0.0.0.0:5432").is_listening
         listening = host.check_output("ss -Htln 'sport = :5432'")
@@ -445,9 +448,8 @@ def test_rd06_protected_mode_and_loopback_bind(host):
     conf = host.file("/etc/redis/redis.conf").content_string
     assert re.search(r"^protected-mode yes$", conf, re.M)
     bind = re.search(r"^bind (.+)$", conf, re.M).group(1).split()
-    remote = re.search(r"^tls-port (\d+)$", conf, re.M)
     addresses = [ipaddress.ip_address(a.lstrip("-")) for a in bind]
-    if not remote:
+    if not REDIS_REMOTE:
         assert all(a.is_loopback for a in addresses), bind
         assert not host.socket("tcp://0.0.0.0:6379").is_listening
     else:
@@ -494,10 +496,9 @@ def test_ho02_firewall_admits_database_ports_only_from_configured_networks(host,
     assert re.search(r"tcp dport \{ 5432, 6379, 6380 \} drop", table)
     assert 'iif "lo" accept' in table
     sets = nft_sets(table)
-    assert sets["postgresql_5432_v4"] | sets["postgresql_5432_v6"] == set(remote_networks(sh))
+    assert sets["postgresql_5432_v4"] | sets["postgresql_5432_v6"] == PG_REMOTE
     assert sets["redis_6379_v4"] | sets["redis_6379_v6"] == set(), "the plain Redis port must stay loopback-only"
-    tls = re.search(r"^tls-port (\d+)$", host.file("/etc/redis/redis.conf").content_string, re.M)
-    assert bool(sets["redis_tls_6380_v4"] | sets["redis_tls_6380_v6"]) == bool(tls)
+    assert sets["redis_tls_6380_v4"] | sets["redis_tls_6380_v6"] == REDIS_REMOTE
 
 
 def test_ho03_env_files_private_to_the_app_user(host):
