@@ -83,6 +83,7 @@ options:
         description: Text fed to the command (an SQL script, for example).
         type: str
   manifests:
+    version_added: "0.4.0"
     description:
       - What each role manages, by role name (the owner of its items). Each value is a dict with the keys
         I(trees), I(units), I(packages), I(commands) (as the options of the same names), I(postgresql)
@@ -92,6 +93,7 @@ options:
     type: dict
     default: {}
   complete:
+    version_added: "0.4.0"
     description:
       - (record) whether the run ran every role. A targeted run records the state it leaves but keeps the
         time of the last complete run, so I(max_age_hours) still forces a complete run in time.
