@@ -350,332 +350,358 @@ def diff_snapshots(
     tables (they must be dropped and recreated around a column type change);
     None means there are none.  repairs are Repair objects sorted by phase.
     """
-    q = qident(schema)
-    repairs = []
-    unmanaged = []
-    kinds = set(kinds)
+    diff = _Diff(desired, live, schema, shadow, set(kinds))
+    for kind, compare in (
+        ("table", diff.tables),
+        ("column", diff.columns),
+        (None, lambda: diff.dependent_views(dependent_views, known_views)),
+        ("constraint", diff.constraints),
+        ("view", diff.views),
+        ("index", diff.indexes),
+        ("function", diff.functions),
+        ("trigger", diff.triggers),
+        ("policy", diff.policies),
+        ("acl", diff.privileges),
+    ):
+        if kind is None or kind in diff.kinds:
+            compare()
+    order = dict((p, i) for i, p in enumerate(PHASES))
+    diff.repairs.sort(key=lambda rep: order[rep.phase])
+    return diff.repairs, diff.unmanaged
 
-    def add(phase, kind, obj, problem, *statements):
-        repairs.append(Repair(phase, kind, obj, problem, statements))
 
-    def rel(name):
-        return "%s.%s" % (q, qident(name))
+def _view_keyword(kind):
+    return "MATERIALIZED VIEW" if kind == "m" else "VIEW"
 
-    # Tables.
-    missing_tables = set()
-    if "table" in kinds:
-        for name, want in sorted(desired["table"].items()):
-            have = live["table"].get(name)
+
+class _Diff(object):
+    """One comparison of a desired and a live snapshot: a method per kind of
+    object, each adding the repairs it finds."""
+
+    def __init__(self, desired, live, schema, shadow, kinds):
+        self.desired, self.live, self.shadow, self.kinds = desired, live, shadow, kinds
+        self.q = qident(schema)
+        self.repairs, self.unmanaged = [], []
+        self.missing_tables, self.retyped_tables, self.recreated_views = set(), set(), set()
+
+    def add(self, phase, kind, obj, problem, *statements):
+        self.repairs.append(Repair(phase, kind, obj, problem, statements))
+
+    def rel(self, name):
+        return "%s.%s" % (self.q, qident(name))
+
+    def extra(self, kind, label=None, keep=lambda key: True):
+        """What the live schema has of `kind` that the migrations do not define (never dropped)."""
+        live, desired = self.live[kind], self.desired[kind]
+        self.unmanaged.extend("%s %s" % (label or kind, k) for k in sorted(set(live) - set(desired)) if keep(k))
+
+    def in_desired_table(self, kind):
+        return lambda key: self.live[kind][key]["table"] in self.desired["table"]
+
+    # --- tables -----------------------------------------------------------
+    def tables(self):
+        for name, want in sorted(self.desired["table"].items()):
+            have = self.live["table"].get(name)
             if have is None:
-                missing_tables.add(name)
-                add(
-                    "table",
-                    "table",
-                    name,
-                    "missing",
-                    "CREATE TABLE %s (LIKE %s.%s INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY "
-                    "INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION)"
-                    % (rel(name), qident(shadow), qident(name)),
-                )
-                if want["rls"]:
-                    add(
-                        "table",
-                        "table",
-                        name,
-                        "row level security off",
-                        "ALTER TABLE %s ENABLE ROW LEVEL SECURITY" % rel(name),
-                    )
-                if want["force_rls"]:
-                    add(
-                        "table",
-                        "table",
-                        name,
-                        "row level security not forced",
-                        "ALTER TABLE %s FORCE ROW LEVEL SECURITY" % rel(name),
-                    )
-                continue
-            if have["owner"] != want["owner"]:
-                add(
-                    "owner",
-                    "table",
-                    name,
-                    "owner is %s, not %s" % (have["owner"], want["owner"]),
-                    "ALTER TABLE %s OWNER TO %s" % (rel(name), qident(want["owner"])),
-                )
-            if have["rls"] != want["rls"]:
-                add(
-                    "table",
-                    "table",
-                    name,
-                    "row level security %s" % ("off" if want["rls"] else "on"),
-                    "ALTER TABLE %s %s ROW LEVEL SECURITY" % (rel(name), "ENABLE" if want["rls"] else "DISABLE"),
-                )
-            if have["force_rls"] != want["force_rls"]:
-                add(
-                    "table",
-                    "table",
-                    name,
-                    "row level security %sforced" % ("not " if want["force_rls"] else ""),
-                    "ALTER TABLE %s %s ROW LEVEL SECURITY" % (rel(name), "FORCE" if want["force_rls"] else "NO FORCE"),
-                )
-        unmanaged.extend("table %s" % n for n in sorted(set(live["table"]) - set(desired["table"])))
+                self.missing_table(name, want)
+            else:
+                self.table_attributes(name, want, have)
+        self.extra("table")
 
-    # Columns.
-    retyped_tables = set()
-    if "column" in kinds:
-        for key, want in sorted(desired["column"].items(), key=lambda kv: (kv[1]["table"], kv[1]["position"])):
-            if want["table"] in missing_tables or want["table"] not in live["table"]:
+    def missing_table(self, name, want):
+        self.missing_tables.add(name)
+        self.add(
+            "table",
+            "table",
+            name,
+            "missing",
+            "CREATE TABLE %s (LIKE %s.%s INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY "
+            "INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION)"
+            % (self.rel(name), qident(self.shadow), qident(name)),
+        )
+        if want["rls"]:
+            self.add(
+                "table",
+                "table",
+                name,
+                "row level security off",
+                "ALTER TABLE %s ENABLE ROW LEVEL SECURITY" % self.rel(name),
+            )
+        if want["force_rls"]:
+            self.add(
+                "table",
+                "table",
+                name,
+                "row level security not forced",
+                "ALTER TABLE %s FORCE ROW LEVEL SECURITY" % self.rel(name),
+            )
+
+    def table_attributes(self, name, want, have):
+        rel = self.rel(name)
+        if have["owner"] != want["owner"]:
+            self.add(
+                "owner",
+                "table",
+                name,
+                "owner is %s, not %s" % (have["owner"], want["owner"]),
+                "ALTER TABLE %s OWNER TO %s" % (rel, qident(want["owner"])),
+            )
+        if have["rls"] != want["rls"]:
+            self.add(
+                "table",
+                "table",
+                name,
+                "row level security %s" % ("off" if want["rls"] else "on"),
+                "ALTER TABLE %s %s ROW LEVEL SECURITY" % (rel, "ENABLE" if want["rls"] else "DISABLE"),
+            )
+        if have["force_rls"] != want["force_rls"]:
+            self.add(
+                "table",
+                "table",
+                name,
+                "row level security %sforced" % ("not " if want["force_rls"] else ""),
+                "ALTER TABLE %s %s ROW LEVEL SECURITY" % (rel, "FORCE" if want["force_rls"] else "NO FORCE"),
+            )
+
+    # --- columns ----------------------------------------------------------
+    def columns(self):
+        ordered = sorted(self.desired["column"].items(), key=lambda kv: (kv[1]["table"], kv[1]["position"]))
+        for key, want in ordered:
+            if want["table"] in self.missing_tables or want["table"] not in self.live["table"]:
                 continue
-            have = live["column"].get(key)
-            table, column = rel(want["table"]), qident(want["column"])
+            have = self.live["column"].get(key)
             if have is None:
-                add(
+                table = self.rel(want["table"])
+                self.add(
                     "column",
                     "column",
                     key,
                     "missing",
                     "ALTER TABLE %s ADD COLUMN %s" % (table, column_definition(want)),
                 )
-                continue
-            if (
-                have["generated"] != want["generated"]
-                or have["identity"] != want["identity"]
-                or (want["generated"] and have["default"] != want["default"])
-            ):
-                add(
-                    "column",
-                    "column",
-                    key,
-                    "generation or identity differs; cannot be altered in place",
-                )
-                continue
-            if have["type"] != want["type"]:
-                retyped_tables.add(want["table"])
-                add(
-                    "column",
-                    "column",
-                    key,
-                    "type is %s, not %s" % (have["type"], want["type"]),
-                    "ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::%s"
-                    % (table, column, want["type"], column, want["type"]),
-                )
-            if not want["generated"] and have["default"] != want["default"]:
-                if want["default"] is None:
-                    add(
-                        "column",
-                        "column",
-                        key,
-                        "unexpected default",
-                        "ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT" % (table, column),
-                    )
-                else:
-                    add(
-                        "column",
-                        "column",
-                        key,
-                        "default is %s, not %s" % (have["default"], want["default"]),
-                        "ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s" % (table, column, want["default"]),
-                    )
-            if have["notnull"] != want["notnull"]:
-                add(
-                    "column",
-                    "column",
-                    key,
-                    "NOT NULL %s" % ("missing" if want["notnull"] else "unexpected"),
-                    "ALTER TABLE %s ALTER COLUMN %s %s NOT NULL"
-                    % (table, column, "SET" if want["notnull"] else "DROP"),
-                )
-        unmanaged.extend(
-            "column %s" % k
-            for k in sorted(set(live["column"]) - set(desired["column"]))
-            if live["column"][k]["table"] in desired["table"]
+            elif self.column_kind_differs(want, have):
+                self.add("column", "column", key, "generation or identity differs; cannot be altered in place")
+            else:
+                self.column_attributes(key, want, have)
+        self.extra("column", keep=self.in_desired_table("column"))
+
+    @staticmethod
+    def column_kind_differs(want, have):
+        return (
+            have["generated"] != want["generated"]
+            or have["identity"] != want["identity"]
+            or (want["generated"] and have["default"] != want["default"])
         )
 
-    # Views over a table whose column types change are dropped first, and
-    # rebuilt from the migrations (below, or by the repeatable files).  A view
-    # the migrations do not define is not dropped: that drift needs a person.
-    recreated_views = set()
-    if retyped_tables and dependent_views is not None:
-        for name in sorted(dependent_views(sorted(retyped_tables))):
-            have = live["view"].get(name)
+    def column_attributes(self, key, want, have):
+        table, column = self.rel(want["table"]), qident(want["column"])
+        if have["type"] != want["type"]:
+            self.retyped_tables.add(want["table"])
+            self.add(
+                "column",
+                "column",
+                key,
+                "type is %s, not %s" % (have["type"], want["type"]),
+                "ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::%s"
+                % (table, column, want["type"], column, want["type"]),
+            )
+        if not want["generated"] and have["default"] != want["default"]:
+            self.column_default(key, want, have, table, column)
+        if have["notnull"] != want["notnull"]:
+            self.add(
+                "column",
+                "column",
+                key,
+                "NOT NULL %s" % ("missing" if want["notnull"] else "unexpected"),
+                "ALTER TABLE %s ALTER COLUMN %s %s NOT NULL" % (table, column, "SET" if want["notnull"] else "DROP"),
+            )
+
+    def column_default(self, key, want, have, table, column):
+        if want["default"] is None:
+            self.add(
+                "column",
+                "column",
+                key,
+                "unexpected default",
+                "ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT" % (table, column),
+            )
+        else:
+            self.add(
+                "column",
+                "column",
+                key,
+                "default is %s, not %s" % (have["default"], want["default"]),
+                "ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s" % (table, column, want["default"]),
+            )
+
+    # --- views over retyped columns ---------------------------------------
+    def dependent_views(self, dependent_views, known_views):
+        """Views over a table whose column types change are dropped first, and
+        rebuilt from the migrations (below, or by the repeatable files).  A view
+        the migrations do not define is not dropped: that drift needs a person."""
+        if not self.retyped_tables or dependent_views is None:
+            return
+        for name in sorted(dependent_views(sorted(self.retyped_tables))):
+            have = self.live["view"].get(name)
             if have is None:
                 continue
-            if name in desired["view"] or name in (known_views or ()):
-                recreated_views.add(name)
-                add(
+            if name in self.desired["view"] or name in (known_views or ()):
+                self.recreated_views.add(name)
+                self.add(
                     "drop_view",
                     "view",
                     name,
                     "depends on a column whose type changes; rebuilt from the migrations",
-                    "DROP %s %s" % ("MATERIALIZED VIEW" if have["kind"] == "m" else "VIEW", rel(name)),
+                    "DROP %s %s" % (_view_keyword(have["kind"]), self.rel(name)),
                 )
             else:
-                add(
+                self.add(
                     "drop_view",
                     "view",
                     name,
                     "not defined by the migrations, and depends on a column whose type must change",
                 )
 
-    # Constraints.
-    if "constraint" in kinds:
-        for key, want in sorted(desired["constraint"].items()):
-            if want["table"] not in live["table"] and want["table"] not in missing_tables:
+    # --- constraints ------------------------------------------------------
+    def constraints(self):
+        for key, want in sorted(self.desired["constraint"].items()):
+            if want["table"] not in self.live["table"] and want["table"] not in self.missing_tables:
                 continue
-            have = live["constraint"].get(key)
-            phase = "foreign_key" if want["type"] == "f" else "constraint"
-            table, name = rel(want["table"]), qident(want["name"])
-            add_sql = "ALTER TABLE %s ADD CONSTRAINT %s %s" % (table, name, want["definition"])
-            if have is None:
-                add(phase, "constraint", key, "missing", add_sql)
-            elif have["definition"] != want["definition"] and have["definition"] not in want.get("alternatives", ()):
-                add(
-                    phase,
-                    "constraint",
-                    key,
-                    "definition is %s" % have["definition"],
-                    "ALTER TABLE %s DROP CONSTRAINT %s" % (table, name),
-                    add_sql,
-                )
-            elif want["validated"] and not have["validated"]:
-                add(phase, "constraint", key, "not validated", "ALTER TABLE %s VALIDATE CONSTRAINT %s" % (table, name))
-        unmanaged.extend(
-            "constraint %s" % k
-            for k in sorted(set(live["constraint"]) - set(desired["constraint"]))
-            if live["constraint"][k]["table"] in desired["table"]
-        )
+            self.constraint(key, want, self.live["constraint"].get(key))
+        self.extra("constraint", keep=self.in_desired_table("constraint"))
 
-    # Views and materialized views.
-    if "view" in kinds:
-        for name, want in sorted(desired["view"].items()):
-            have = live["view"].get(name)
-            keyword = "MATERIALIZED VIEW" if want["kind"] == "m" else "VIEW"
-            create = "CREATE %s %s AS %s%s" % (
-                keyword,
-                rel(name),
-                want["definition"].strip().rstrip(";"),
-                " WITH DATA" if want["kind"] == "m" else "",
+    def constraint(self, key, want, have):
+        phase = "foreign_key" if want["type"] == "f" else "constraint"
+        table, name = self.rel(want["table"]), qident(want["name"])
+        add_sql = "ALTER TABLE %s ADD CONSTRAINT %s %s" % (table, name, want["definition"])
+        if have is None:
+            self.add(phase, "constraint", key, "missing", add_sql)
+        elif have["definition"] != want["definition"] and have["definition"] not in want.get("alternatives", ()):
+            drop = "ALTER TABLE %s DROP CONSTRAINT %s" % (table, name)
+            self.add(phase, "constraint", key, "definition is %s" % have["definition"], drop, add_sql)
+        elif want["validated"] and not have["validated"]:
+            self.add(phase, "constraint", key, "not validated", "ALTER TABLE %s VALIDATE CONSTRAINT %s" % (table, name))
+
+    # --- views and materialized views -------------------------------------
+    def views(self):
+        for name, want in sorted(self.desired["view"].items()):
+            self.view(name, want, self.live["view"].get(name))
+        self.extra("view")
+
+    def view(self, name, want, have):
+        keyword = _view_keyword(want["kind"])
+        create = "CREATE %s %s AS %s%s" % (
+            keyword,
+            self.rel(name),
+            want["definition"].strip().rstrip(";"),
+            " WITH DATA" if want["kind"] == "m" else "",
+        )
+        if have is None or name in self.recreated_views:
+            self.recreated_views.add(name)
+            self.add("view", "view", name, "missing" if have is None else "recreated", create)
+        elif have["kind"] != want["kind"] or have["definition"] != want["definition"]:
+            self.recreated_views.add(name)
+            drop = "DROP %s %s" % (_view_keyword(have["kind"]), self.rel(name))
+            self.add("view", "view", name, "definition differs", drop, create)
+        elif have["owner"] != want["owner"]:
+            self.add(
+                "owner",
+                "view",
+                name,
+                "owner is %s, not %s" % (have["owner"], want["owner"]),
+                "ALTER %s %s OWNER TO %s" % (keyword, self.rel(name), qident(want["owner"])),
             )
-            if have is None or name in recreated_views:
-                recreated_views.add(name)
-                add("view", "view", name, "missing" if have is None else "recreated", create)
-            elif have["kind"] != want["kind"] or have["definition"] != want["definition"]:
-                recreated_views.add(name)
-                old = "MATERIALIZED VIEW" if have["kind"] == "m" else "VIEW"
-                add("view", "view", name, "definition differs", "DROP %s %s" % (old, rel(name)), create)
-            elif have["owner"] != want["owner"]:
-                add(
-                    "owner",
-                    "view",
-                    name,
-                    "owner is %s, not %s" % (have["owner"], want["owner"]),
-                    "ALTER %s %s OWNER TO %s" % (keyword, rel(name), qident(want["owner"])),
-                )
-        unmanaged.extend("view %s" % n for n in sorted(set(live["view"]) - set(desired["view"])))
 
-    # Indexes (those backing constraints come with their constraint).
-    if "index" in kinds:
-        for name, want in sorted(desired["index"].items()):
-            if want["on_view"] and "view" not in kinds:
+    # --- indexes (those backing constraints come with their constraint) ---
+    def indexes(self):
+        for name, want in sorted(self.desired["index"].items()):
+            if want["on_view"] and "view" not in self.kinds:
                 continue
-            have = live["index"].get(name)
-            if want["table"] in recreated_views or have is None:
-                add("index", "index", name, "missing", want["definition"])
+            have = self.live["index"].get(name)
+            if want["table"] in self.recreated_views or have is None:
+                self.add("index", "index", name, "missing", want["definition"])
             elif have["definition"] != want["definition"]:
-                add(
-                    "index",
-                    "index",
-                    name,
-                    "definition is %s" % have["definition"],
-                    "DROP INDEX %s" % rel(name),
-                    want["definition"],
-                )
+                drop = "DROP INDEX %s" % self.rel(name)
+                self.add("index", "index", name, "definition is %s" % have["definition"], drop, want["definition"])
             elif want["valid"] and not have["valid"]:
-                add("index", "index", name, "invalid", "REINDEX INDEX %s" % rel(name))
-        unmanaged.extend(
-            "index %s" % n
-            for n in sorted(set(live["index"]) - set(desired["index"]))
-            if live["index"][n]["table"] in desired["table"] or live["index"][n]["table"] in desired["view"]
-        )
+                self.add("index", "index", name, "invalid", "REINDEX INDEX %s" % self.rel(name))
+        relations = set(self.desired["table"]) | set(self.desired["view"])
+        self.extra("index", keep=lambda n: self.live["index"][n]["table"] in relations)
 
-    # Functions.
-    if "function" in kinds:
-        for signature, want in sorted(desired["function"].items()):
-            have = live["function"].get(signature)
+    # --- functions --------------------------------------------------------
+    def functions(self):
+        for signature, want in sorted(self.desired["function"].items()):
+            have = self.live["function"].get(signature)
             if have is None or have["definition"] != want["definition"]:
-                add(
-                    "function",
-                    "function",
-                    signature,
-                    "missing" if have is None else "definition differs",
-                    want["definition"],
-                )
+                problem = "missing" if have is None else "definition differs"
+                self.add("function", "function", signature, problem, want["definition"])
             elif have["owner"] != want["owner"]:
-                add(
+                self.add(
                     "owner",
                     "function",
                     signature,
                     "owner is %s, not %s" % (have["owner"], want["owner"]),
                     "ALTER %s %s OWNER TO %s" % (want["prokind"], signature, qident(want["owner"])),
                 )
-        unmanaged.extend("function %s" % s for s in sorted(set(live["function"]) - set(desired["function"])))
+        self.extra("function")
 
-    # Triggers.
-    if "trigger" in kinds:
-        for key, want in sorted(desired["trigger"].items()):
-            have = live["trigger"].get(key)
-            table, name = rel(want["table"]), qident(want["name"])
+    # --- triggers ---------------------------------------------------------
+    def triggers(self):
+        for key, want in sorted(self.desired["trigger"].items()):
+            have = self.live["trigger"].get(key)
+            table, name = self.rel(want["table"]), qident(want["name"])
             if have is None or have["definition"] != want["definition"]:
                 create = re.sub(r"^CREATE TRIGGER ", "CREATE OR REPLACE TRIGGER ", want["definition"])
-                add("trigger", "trigger", key, "missing" if have is None else "definition differs", create)
+                self.add("trigger", "trigger", key, "missing" if have is None else "definition differs", create)
                 if want["enabled"] != "O":
-                    add("trigger", "trigger", key, "enabled state", _enable_trigger(table, name, want["enabled"]))
+                    self.add("trigger", "trigger", key, "enabled state", _enable_trigger(table, name, want["enabled"]))
             elif have["enabled"] != want["enabled"]:
-                add(
-                    "trigger",
-                    "trigger",
-                    key,
-                    "disabled" if have["enabled"] == "D" else "enabled state is %s" % have["enabled"],
-                    _enable_trigger(table, name, want["enabled"]),
-                )
-        unmanaged.extend(
-            "trigger %s" % k
-            for k in sorted(set(live["trigger"]) - set(desired["trigger"]))
-            if live["trigger"][k]["table"] in desired["table"]
-        )
+                problem = "disabled" if have["enabled"] == "D" else "enabled state is %s" % have["enabled"]
+                self.add("trigger", "trigger", key, problem, _enable_trigger(table, name, want["enabled"]))
+        self.extra("trigger", keep=self.in_desired_table("trigger"))
 
-    # Row level security policies.
-    if "policy" in kinds:
-        for key, want in sorted(desired["policy"].items()):
-            have = live["policy"].get(key)
+    # --- row level security policies -------------------------------------
+    def policies(self):
+        for key, want in sorted(self.desired["policy"].items()):
+            have = self.live["policy"].get(key)
             if have == want:
                 continue
-            statements = ["DROP POLICY %s ON %s" % (qident(want["name"]), rel(want["table"]))] if have else []
-            create = "CREATE POLICY %s ON %s AS %s FOR %s TO %s" % (
-                qident(want["name"]),
-                rel(want["table"]),
-                want["permissive"],
-                want["cmd"],
-                ", ".join(r if r == "public" else qident(r) for r in want["roles"].split(",")),
-            )
-            if want["qual"] is not None:
-                create += " USING (%s)" % want["qual"]
-            if want["check"] is not None:
-                create += " WITH CHECK (%s)" % want["check"]
-            add("policy", "policy", key, "missing" if have is None else "definition differs", *statements, create)
-        unmanaged.extend("policy %s" % k for k in sorted(set(live["policy"]) - set(desired["policy"])))
+            statements = ["DROP POLICY %s ON %s" % (qident(want["name"]), self.rel(want["table"]))] if have else []
+            problem = "missing" if have is None else "definition differs"
+            self.add("policy", "policy", key, problem, *statements, self.create_policy(want))
+        self.extra("policy")
 
-    # Privileges: what the migrations grant is restored; PUBLIC gets nothing
-    # they do not give it.  Objects recreated above get the grants again.
-    if "acl" in kinds:
-        recreated = set(rel(n) for n in missing_tables | recreated_views)
+    def create_policy(self, want):
+        create = "CREATE POLICY %s ON %s AS %s FOR %s TO %s" % (
+            qident(want["name"]),
+            self.rel(want["table"]),
+            want["permissive"],
+            want["cmd"],
+            ", ".join(r if r == "public" else qident(r) for r in want["roles"].split(",")),
+        )
+        if want["qual"] is not None:
+            create += " USING (%s)" % want["qual"]
+        if want["check"] is not None:
+            create += " WITH CHECK (%s)" % want["check"]
+        return create
+
+    # --- privileges -------------------------------------------------------
+    def privileges(self):
+        """What the migrations grant is restored; PUBLIC gets nothing they do
+        not give it.  Objects recreated above get the grants again."""
+        self.grants()
+        self.public_revokes()
+        self.new_routines_revokes()
+
+    def grants(self):
+        recreated = set(self.rel(n) for n in self.missing_tables | self.recreated_views)
         grants = {}
-        for key, want in sorted(desired["acl"].items()):
-            if key not in live["acl"] or want["object"] in recreated:
+        for key, want in sorted(self.desired["acl"].items()):
+            if key not in self.live["acl"] or want["object"] in recreated:
                 group = (want["objtype"], want["object"], want["grantee"], want["grantable"])
                 grants.setdefault(group, []).append(want["privilege"])
         for (objtype, obj, grantee, grantable), privileges in sorted(grants.items()):
-            add(
+            self.add(
                 "acl",
                 "acl",
                 "%s %s" % (objtype.lower(), obj),
@@ -689,42 +715,43 @@ def diff_snapshots(
                     " WITH GRANT OPTION" if grantable else "",
                 ),
             )
+
+    def managed_by_migrations(self, objtype, obj):
+        if objtype in ("FUNCTION", "PROCEDURE"):
+            return obj in self.desired["function"]
+        return obj in set(self.rel(n) for n in list(self.desired["table"]) + list(self.desired["view"]))
+
+    def public_revokes(self):
         revokes = {}
-        for key, have in sorted(live["acl"].items()):
-            if have["grantee"] == "PUBLIC" and key not in desired["acl"]:
-                if have["objtype"] in ("FUNCTION", "PROCEDURE") and have["object"] not in desired["function"]:
-                    continue
-                if have["objtype"] not in ("FUNCTION", "PROCEDURE") and have["object"] not in set(
-                    rel(n) for n in list(desired["table"]) + list(desired["view"])
-                ):
-                    continue
+        for key, have in sorted(self.live["acl"].items()):
+            if have["grantee"] != "PUBLIC" or key in self.desired["acl"]:
+                continue
+            if self.managed_by_migrations(have["objtype"], have["object"]):
                 revokes.setdefault((have["objtype"], have["object"]), []).append(have["privilege"])
         for (objtype, obj), privileges in sorted(revokes.items()):
-            add(
+            self.add(
                 "acl",
                 "acl",
                 "%s %s" % (objtype.lower(), obj),
                 "PUBLIC has %s" % ", ".join(privileges),
                 "REVOKE %s ON %s %s FROM PUBLIC" % (", ".join(privileges), objtype, obj),
             )
-        # A routine created afresh gets EXECUTE for PUBLIC by default (CREATE OR
-        # REPLACE of an existing one keeps its privileges): take it back unless
-        # the migrations give it.
-        for repair in [r for r in repairs if r.kind == "function" and r.problem == "missing"]:
-            want = desired["function"][repair.object]
-            public_execute = "%s %s PUBLIC EXECUTE" % (want["prokind"], repair.object)
-            if public_execute not in desired["acl"]:
-                add(
-                    "acl",
-                    "acl",
-                    "%s %s" % (want["prokind"].lower(), repair.object),
-                    "a new routine gets EXECUTE for PUBLIC",
-                    "REVOKE EXECUTE ON %s %s FROM PUBLIC" % (want["prokind"], repair.object),
-                )
 
-    order = dict((p, i) for i, p in enumerate(PHASES))
-    repairs.sort(key=lambda rep: order[rep.phase])
-    return repairs, unmanaged
+    def new_routines_revokes(self):
+        """A routine created afresh gets EXECUTE for PUBLIC by default (CREATE OR
+        REPLACE of an existing one keeps its privileges): take it back unless
+        the migrations give it."""
+        for repair in [r for r in self.repairs if r.kind == "function" and r.problem == "missing"]:
+            want = self.desired["function"][repair.object]
+            if "%s %s PUBLIC EXECUTE" % (want["prokind"], repair.object) in self.desired["acl"]:
+                continue
+            self.add(
+                "acl",
+                "acl",
+                "%s %s" % (want["prokind"].lower(), repair.object),
+                "a new routine gets EXECUTE for PUBLIC",
+                "REVOKE EXECUTE ON %s %s FROM PUBLIC" % (want["prokind"], repair.object),
+            )
 
 
 def _enable_trigger(table, name, state):
