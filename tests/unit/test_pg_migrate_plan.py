@@ -15,6 +15,7 @@ from ansible_collections.chatflow.db.plugins.module_utils.pg_drift import (
 )
 from ansible_collections.chatflow.db.plugins.module_utils.pg_migrate_plan import (
     MigrationError,
+    created_index_name,
     load_migrations,
     parse_directives,
     parse_filename,
@@ -412,3 +413,22 @@ def test_generated_columns_are_added_with_their_expression():
         column="is_edited", type="boolean", notnull=False, default="(edited_at IS NOT NULL)", generated="s", identity=""
     )
     assert column_definition(col) == "is_edited boolean GENERATED ALWAYS AS ((edited_at IS NOT NULL)) STORED"
+
+
+@pytest.mark.parametrize(
+    ("statement", "name"),
+    [
+        (
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_messages_trgm ON messages USING gin (content)",
+            "idx_messages_trgm",
+        ),
+        ("-- a comment\ncreate unique index concurrently Idx_Users_Email on users (lower(email))", "idx_users_email"),
+        ('CREATE INDEX "Odd ""Name""" ON t (a)', 'Odd "Name"'),
+        ("CREATE INDEX idx_a ON t (a)", "idx_a"),
+        # Not an index this statement creates: never a substring match.
+        ("DROP INDEX CONCURRENTLY IF EXISTS idx_messages_trgm", None),
+        ("CREATE TABLE idx_messages_trgm_log (id int)", None),
+    ],
+)
+def test_created_index_name_is_exact(statement, name):
+    assert created_index_name(statement) == name

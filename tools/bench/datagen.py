@@ -209,152 +209,191 @@ def _uuid(rng: random.Random) -> str:
 def generate(out: Path, scale: Scale, seed: int = 20261121) -> Summary:
     """Write one COPY file per table into `out`; return the summary (also written as summary.json)."""
     started = time.monotonic()
-    rng = random.Random(seed)
-    w = _Writer(out)
-    end = START + SPAN
+    gen = _Generator(random.Random(seed), _Writer(out), scale)
+    gen.users()
+    gen.workspaces()
+    gen.channels()
+    last = gen.messages()
+    gen.reactions()
+    gen.notifications()
+    gen.w.close()
+    summary = Summary(
+        rows=gen.w.rows,
+        seconds=round(time.monotonic() - started, 1),
+        end=_ts(last),
+        search_words=gen.text.mid_frequency(200),
+        fuzzy_fragments=sorted({word[1:6] for word in gen.text.mid_frequency(200) if len(word) >= 6}),
+    )
+    (out / "summary.json").write_text(json.dumps(summary.__dict__, indent=1) + "\n", encoding="utf-8")
+    return summary
 
-    # Users.
-    users: list[str] = []
-    usernames: list[str] = []
-    for i in range(scale.users):
-        uid = _uuid(rng)
-        name = f"user{i:05d}"
-        created = START - timedelta(days=rng.uniform(30, 400))
-        users.append(uid)
-        usernames.append(name)
-        w.row(
-            "users",
-            uid,
-            f"{name}@example.test",
-            name,
-            NO_LOGIN_HASH,
-            f"User {i}",
-            rng.choice(("online", "offline", "offline", "away", "dnd")),
-            _ts(created),
-            _ts(created),
-            True,
-        )
-    text = _Text(rng, usernames)
 
-    # Workspaces and their members (each user in 1-3 workspaces).
-    workspaces: list[str] = []
-    ws_members: list[list[int]] = [[] for _ in range(scale.workspaces)]
-    for u in range(scale.users):
-        for ws in rng.sample(range(scale.workspaces), rng.choice((1, 1, 2, 2, 3))):
-            ws_members[ws].append(u)
-    for ws in range(scale.workspaces):
-        wid = _uuid(rng)
-        workspaces.append(wid)
-        if not ws_members[ws]:
-            ws_members[ws].append(rng.randrange(scale.users))
-        owner = ws_members[ws][0]
-        created = START - timedelta(days=rng.uniform(1, 30))
-        w.row(
-            "workspaces", wid, f"Workspace {ws}", " ".join(text.words_of(8)), users[owner], _ts(created), _ts(created)
-        )
-        for n, u in enumerate(ws_members[ws]):
-            role = "owner" if n == 0 else ("admin" if n < 3 else "member")
-            w.row("workspace_members", _uuid(rng), wid, users[u], role, _ts(created + timedelta(hours=n)))
+class _Generator:
+    """The tables in the order their rows depend on each other; one random stream."""
 
-    # Channels and their members.
-    channels: list[str] = []
-    ch_members: list[list[int]] = []
-    for ws in range(scale.workspaces):
-        members = ws_members[ws]
-        for c in range(scale.channels_per_workspace):
-            cid = _uuid(rng)
-            channels.append(cid)
-            topic = CHANNEL_TOPICS[c % len(CHANNEL_TOPICS)]
-            name = topic if c < len(CHANNEL_TOPICS) else f"{topic}-{c}"
-            private = c >= 5 and rng.random() < 0.2
-            size = len(members) if c == 0 else min(len(members), rng.randint(3, 80))
-            chosen = members if c == 0 else rng.sample(members, size)
-            ch_members.append(list(chosen))
-            created = START - timedelta(hours=rng.uniform(0, 24))
-            w.row(
-                "channels",
-                cid,
-                workspaces[ws],
+    def __init__(self, rng: random.Random, writer: _Writer, scale: Scale):
+        self.rng, self.w, self.scale = rng, writer, scale
+        self.end = START + SPAN
+        self.users_: list[str] = []
+        self.usernames: list[str] = []
+        self.workspaces_: list[str] = []
+        self.ws_members: list[list[int]] = [[] for _ in range(scale.workspaces)]
+        self.channels_: list[str] = []
+        self.ch_members: list[list[int]] = []
+        self.msg_ids: list[str] = []
+        self.msg_channel: list[int] = []
+        self.msg_author: list[int] = []
+        self.msg_time: list[datetime] = []
+
+    def users(self) -> None:
+        rng = self.rng
+        for i in range(self.scale.users):
+            uid = _uuid(rng)
+            name = f"user{i:05d}"
+            created = START - timedelta(days=rng.uniform(30, 400))
+            self.users_.append(uid)
+            self.usernames.append(name)
+            status = rng.choice(("online", "offline", "offline", "away", "dnd"))
+            self.w.row(
+                "users",
+                uid,
+                f"{name}@example.test",
                 name,
-                " ".join(text.words_of(6)),
-                users[chosen[0]],
-                private,
+                NO_LOGIN_HASH,
+                f"User {i}",
+                status,
                 _ts(created),
                 _ts(created),
+                True,
             )
-            for u in chosen:
-                last_read = end - timedelta(hours=rng.expovariate(1 / 36))
-                w.row("channel_members", _uuid(rng), cid, users[u], _ts(created), _ts(last_read))
+        self.text = _Text(rng, self.usernames)
 
-    # Messages: in time order, channels weighted by a power law, 15% replies.
-    n_ch = len(channels)
-    order = list(range(n_ch))
-    rng.shuffle(order)
-    ch_cum = list(itertools.accumulate(1.0 / (rank + 1) ** 0.9 for rank in range(n_ch)))
-    step = SPAN.total_seconds() / scale.messages
-    recent_roots: dict[int, list[str]] = {}
-    msg_ids: list[str] = []
-    msg_channel: list[int] = []
-    msg_author: list[int] = []
-    msg_time: list[datetime] = []
-    t = START
-    for _ in range(scale.messages):
-        t += timedelta(seconds=rng.expovariate(1 / step))
-        ch = order[bisect.bisect_left(ch_cum, rng.random() * ch_cum[-1])]
-        author = rng.choice(ch_members[ch])
-        mid = _uuid(rng)
-        roots = recent_roots.setdefault(ch, [])
-        thread = rng.choice(roots) if roots and rng.random() < 0.15 else None
+    def workspaces(self) -> None:
+        """Workspaces and their members (each user in 1-3 workspaces)."""
+        rng, scale = self.rng, self.scale
+        for u in range(scale.users):
+            for ws in rng.sample(range(scale.workspaces), rng.choice((1, 1, 2, 2, 3))):
+                self.ws_members[ws].append(u)
+        for ws in range(scale.workspaces):
+            wid = _uuid(rng)
+            self.workspaces_.append(wid)
+            if not self.ws_members[ws]:
+                self.ws_members[ws].append(rng.randrange(scale.users))
+            owner = self.ws_members[ws][0]
+            created = START - timedelta(days=rng.uniform(1, 30))
+            description = " ".join(self.text.words_of(8))
+            self.w.row(
+                "workspaces", wid, f"Workspace {ws}", description, self.users_[owner], _ts(created), _ts(created)
+            )
+            for n, u in enumerate(self.ws_members[ws]):
+                role = "owner" if n == 0 else ("admin" if n < 3 else "member")
+                self.w.row(
+                    "workspace_members", _uuid(rng), wid, self.users_[u], role, _ts(created + timedelta(hours=n))
+                )
+
+    def channels(self) -> None:
+        for ws in range(self.scale.workspaces):
+            for c in range(self.scale.channels_per_workspace):
+                self.channel(ws, c)
+
+    def channel(self, ws: int, c: int) -> None:
+        """One channel and its members."""
+        rng, members = self.rng, self.ws_members[ws]
+        cid = _uuid(rng)
+        self.channels_.append(cid)
+        topic = CHANNEL_TOPICS[c % len(CHANNEL_TOPICS)]
+        name = topic if c < len(CHANNEL_TOPICS) else f"{topic}-{c}"
+        private = c >= 5 and rng.random() < 0.2
+        size = len(members) if c == 0 else min(len(members), rng.randint(3, 80))
+        chosen = members if c == 0 else rng.sample(members, size)
+        self.ch_members.append(list(chosen))
+        created = START - timedelta(hours=rng.uniform(0, 24))
+        topic_text = " ".join(self.text.words_of(6))
+        self.w.row(
+            "channels",
+            cid,
+            self.workspaces_[ws],
+            name,
+            topic_text,
+            self.users_[chosen[0]],
+            private,
+            _ts(created),
+            _ts(created),
+        )
+        for u in chosen:
+            last_read = self.end - timedelta(hours=rng.expovariate(1 / 36))
+            self.w.row("channel_members", _uuid(rng), cid, self.users_[u], _ts(created), _ts(last_read))
+
+    def messages(self) -> datetime:
+        """Messages in time order, channels weighted by a power law, 15% replies; the last one's time."""
+        rng = self.rng
+        n_ch = len(self.channels_)
+        order = list(range(n_ch))
+        rng.shuffle(order)
+        ch_cum = list(itertools.accumulate(1.0 / (rank + 1) ** 0.9 for rank in range(n_ch)))
+        step = SPAN.total_seconds() / self.scale.messages
+        recent_roots: dict[int, list[str]] = {}
+        t = START
+        for _ in range(self.scale.messages):
+            t += timedelta(seconds=rng.expovariate(1 / step))
+            ch = order[bisect.bisect_left(ch_cum, rng.random() * ch_cum[-1])]
+            author = rng.choice(self.ch_members[ch])
+            mid = _uuid(rng)
+            thread = self.thread_of(recent_roots.setdefault(ch, []), mid)
+            content = self.text.message()
+            self.w.row(
+                "messages", mid, self.channels_[ch], self.users_[author], content, thread, _ts(t), rng.random() < 0.002
+            )
+            self.msg_ids.append(mid)
+            self.msg_channel.append(ch)
+            self.msg_author.append(author)
+            self.msg_time.append(t)
+        return t
+
+    def thread_of(self, roots: list[str], mid: str) -> str | None:
+        """A reply to one of the channel's recent roots (15%), or a new root."""
+        thread = self.rng.choice(roots) if roots and self.rng.random() < 0.15 else None
         if thread is None:
             roots.append(mid)
             if len(roots) > 20:
                 roots.pop(0)
-        w.row("messages", mid, channels[ch], users[author], text.message(), thread, _ts(t), rng.random() < 0.002)
-        msg_ids.append(mid)
-        msg_channel.append(ch)
-        msg_author.append(author)
-        msg_time.append(t)
+        return thread
 
-    # Reactions: recent messages get more, one per (message, user, emoji).
-    seen: set[tuple[int, int, int]] = set()
-    n_msg = len(msg_ids)
-    while len(seen) < scale.reactions and n_msg:
-        m = n_msg - 1 - min(n_msg - 1, int(rng.expovariate(4 / n_msg)))
-        u = rng.choice(ch_members[msg_channel[m]])
-        e = rng.randrange(len(EMOJI)) if rng.random() < 0.7 else rng.randrange(3)
-        if (m, u, e) in seen:
-            continue
-        seen.add((m, u, e))
-        w.row("reactions", _uuid(rng), msg_ids[m], users[u], EMOJI[e], _ts(msg_time[m] + timedelta(minutes=5)))
+    def reactions(self) -> None:
+        """Recent messages get more, one per (message, user, emoji)."""
+        rng = self.rng
+        seen: set[tuple[int, int, int]] = set()
+        n_msg = len(self.msg_ids)
+        while len(seen) < self.scale.reactions and n_msg:
+            m = n_msg - 1 - min(n_msg - 1, int(rng.expovariate(4 / n_msg)))
+            u = rng.choice(self.ch_members[self.msg_channel[m]])
+            e = rng.randrange(len(EMOJI)) if rng.random() < 0.7 else rng.randrange(3)
+            if (m, u, e) in seen:
+                continue
+            seen.add((m, u, e))
+            when = _ts(self.msg_time[m] + timedelta(minutes=5))
+            self.w.row("reactions", _uuid(rng), self.msg_ids[m], self.users_[u], EMOJI[e], when)
 
-    # Notifications: mentions and replies, most of the older ones read.
-    for _ in range(scale.notifications if n_msg else 0):
-        m = rng.randrange(n_msg)
-        u = rng.choice(ch_members[msg_channel[m]])
-        created = msg_time[m]
-        read = created < end - timedelta(days=3) and rng.random() < 0.9
-        w.row(
-            "notifications",
-            _uuid(rng),
-            users[u],
-            rng.choice(("mention", "reply", "reaction", "direct_message")),
-            users[msg_author[m]],
-            msg_ids[m],
-            read,
-            _ts(created),
-            _ts(created + timedelta(minutes=30)) if read else None,
-        )
-    w.close()
-
-    summary = Summary(
-        rows=w.rows,
-        seconds=round(time.monotonic() - started, 1),
-        end=_ts(t),
-        search_words=text.mid_frequency(200),
-        fuzzy_fragments=sorted({word[1:6] for word in text.mid_frequency(200) if len(word) >= 6}),
-    )
-    (out / "summary.json").write_text(json.dumps(summary.__dict__, indent=1) + "\n", encoding="utf-8")
-    return summary
+    def notifications(self) -> None:
+        """Mentions and replies, most of the older ones read."""
+        rng = self.rng
+        n_msg = len(self.msg_ids)
+        for _ in range(self.scale.notifications if n_msg else 0):
+            m = rng.randrange(n_msg)
+            u = rng.choice(self.ch_members[self.msg_channel[m]])
+            created = self.msg_time[m]
+            read = created < self.end - timedelta(days=3) and rng.random() < 0.9
+            self.w.row(
+                "notifications",
+                _uuid(rng),
+                self.users_[u],
+                rng.choice(("mention", "reply", "reaction", "direct_message")),
+                self.users_[self.msg_author[m]],
+                self.msg_ids[m],
+                read,
+                _ts(created),
+                _ts(created + timedelta(minutes=30)) if read else None,
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

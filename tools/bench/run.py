@@ -324,7 +324,7 @@ def run_redis(box: Box, env: dict, clients: int, seconds: float) -> dict:
     return json.loads(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--container", default="chatflow-sandbox")
     p.add_argument("--messages", type=int, default=1_000_000)
@@ -337,8 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool-clients", type=int, default=200)
     p.add_argument("--pool-seconds", type=float, default=20)
     p.add_argument("--keep", action="store_true", help="keep the two benchmark clusters (and reuse them next time)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     box = Box(args.container)
     STATE.mkdir(parents=True, exist_ok=True)
     env = env_file(box)
@@ -346,23 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     remote = upload(box, data)
     results: dict = {"messages": args.messages, "clients": args.clients, "seconds": args.seconds, "load_s": {}}
 
-    # Reuse kept clusters only when the data and the way they were built are the same.
-    recipe = hashlib.sha256((seed_design_sql() + Path(__file__).read_text()).encode()).hexdigest()[:12]
-    marker = f"{args.messages}-{args.seed}-{recipe}"
-    reuse = all(cluster_exists(box, f"bench_{s}") for s in PORTS) and all(
-        box.sh(f"cat /etc/postgresql/15/bench_{s}/chatflow-bench-data 2>/dev/null || true").strip() == marker
-        for s in PORTS
-    )
-    if reuse:
-        log("reusing the benchmark clusters (same data)")
-        for s in PORTS:
-            box.sh(f"pg_ctlcluster 15 bench_{s} start || true")
-    else:
-        create_clusters(box, env["DB_PASSWORD"])
-        for side in PORTS:
-            results["load_s"][side] = round(load(box, side, remote), 1)
-            box.sh(f"echo {marker} > /etc/postgresql/15/bench_{side}/chatflow-bench-data")
-            log(f"{side}: loaded in {results['load_s'][side]} s")
+    prepare_clusters(box, args, env["DB_PASSWORD"], remote, results)
 
     try:
         for side in PORTS:
@@ -394,6 +381,26 @@ def main(argv: list[str] | None = None) -> int:
 
     report(results)
     return 0
+
+
+def prepare_clusters(box: Box, args: argparse.Namespace, password: str, remote: str, results: dict) -> None:
+    """Reuse kept clusters only when the data and the way they were built are the same; else build and load."""
+    recipe = hashlib.sha256((seed_design_sql() + Path(__file__).read_text()).encode()).hexdigest()[:12]
+    marker = f"{args.messages}-{args.seed}-{recipe}"
+    reuse = all(cluster_exists(box, f"bench_{s}") for s in PORTS) and all(
+        box.sh(f"cat /etc/postgresql/15/bench_{s}/chatflow-bench-data 2>/dev/null || true").strip() == marker
+        for s in PORTS
+    )
+    if reuse:
+        log("reusing the benchmark clusters (same data)")
+        for s in PORTS:
+            box.sh(f"pg_ctlcluster 15 bench_{s} start || true")
+        return
+    create_clusters(box, password)
+    for side in PORTS:
+        results["load_s"][side] = round(load(box, side, remote), 1)
+        box.sh(f"echo {marker} > /etc/postgresql/15/bench_{side}/chatflow-bench-data")
+        log(f"{side}: loaded in {results['load_s'][side]} s")
 
 
 def report(results: dict) -> None:

@@ -66,38 +66,44 @@ def hba_errors(lines, allow_any):
     errors = []
     for number, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = line.split()
-        kind = fields[0]
-        if kind not in TYPES:
-            errors.append("line %d: connection type %r is not one of %s" % (number, kind, sorted(TYPES)))
-            continue
-        need = 4 if kind == "local" else 5
-        if len(fields) < need:
-            address = "" if kind == "local" else " ADDRESS"
-            errors.append("line %d: expected TYPE DATABASE USER%s METHOD" % (number, address))
-            continue
-        method = fields[need - 1]
-        if method not in METHODS:
-            errors.append("line %d: method %r is not allowed (use %s)" % (number, method, ", ".join(sorted(METHODS))))
-        if method == "peer" and kind != "local":
-            errors.append("line %d: peer authentication is for local (socket) lines only" % number)
-        if method != "reject":
-            for field, value in (("database", fields[1]), ("user", fields[2])):
-                if "all" in value.split(","):
-                    errors.append("line %d: %s 'all': name the %s(s) the line is for" % (number, field, field))
-        if kind != "local":
-            address = fields[3]
-            try:
-                network = ipaddress.ip_network(address, strict=True)
-            except ValueError:
-                errors.append("line %d: %r is not a network in CIDR form" % (number, address))
-                continue
-            if network.prefixlen == 0 and not allow_any:
-                errors.append("line %d: %s admits every address; not allowed without --allow-any" % (number, address))
-            if kind != "hostssl" and method != "reject" and not network.is_loopback:
-                errors.append("line %d: %s is not loopback: use hostssl (TLS only)" % (number, address))
+        if line:
+            errors.extend("line %d: %s" % (number, e) for e in hba_line_errors(line.split(), allow_any))
+    return errors
+
+
+def hba_line_errors(fields, allow_any):
+    """What is wrong with one pg_hba line (its fields)."""
+    kind = fields[0]
+    if kind not in TYPES:
+        return ["connection type %r is not one of %s" % (kind, sorted(TYPES))]
+    need = 4 if kind == "local" else 5
+    if len(fields) < need:
+        return ["expected TYPE DATABASE USER%s METHOD" % ("" if kind == "local" else " ADDRESS")]
+    method = fields[need - 1]
+    errors = []
+    if method not in METHODS:
+        errors.append("method %r is not allowed (use %s)" % (method, ", ".join(sorted(METHODS))))
+    if method == "peer" and kind != "local":
+        errors.append("peer authentication is for local (socket) lines only")
+    if method != "reject":
+        for field, value in (("database", fields[1]), ("user", fields[2])):
+            if "all" in value.split(","):
+                errors.append("%s 'all': name the %s(s) the line is for" % (field, field))
+    if kind != "local":
+        errors.extend(hba_address_errors(kind, fields[3], method, allow_any))
+    return errors
+
+
+def hba_address_errors(kind, address, method, allow_any):
+    try:
+        network = ipaddress.ip_network(address, strict=True)
+    except ValueError:
+        return ["%r is not a network in CIDR form" % address]
+    errors = []
+    if network.prefixlen == 0 and not allow_any:
+        errors.append("%s admits every address; not allowed without --allow-any" % address)
+    if kind != "hostssl" and method != "reject" and not network.is_loopback:
+        errors.append("%s is not loopback: use hostssl (TLS only)" % address)
     return errors
 
 

@@ -98,56 +98,75 @@ def split_statements(text):
     statements = []
     start = 0
     i = 0
-    n = len(text)
-    depth = 0  # nesting of /* */ comments
-    while i < n:
-        ch = text[i]
-        nxt = text[i + 1] if i + 1 < n else ""
-        if depth:
-            if ch == "/" and nxt == "*":
-                depth += 1
-                i += 2
-            elif ch == "*" and nxt == "/":
-                depth -= 1
-                i += 2
-            else:
-                i += 1
-            continue
-        if ch == "-" and nxt == "-":
-            end = text.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif ch == "/" and nxt == "*":
-            depth = 1
-            i += 2
-        elif ch in ("'", '"'):
-            i += 1
-            while i < n:
-                if text[i] == ch:
-                    if i + 1 < n and text[i + 1] == ch:  # doubled quote
-                        i += 2
-                        continue
-                    break
-                if ch == "'" and text[i] == "\\" and i > 0 and _is_escape_string(text, i):
-                    i += 2
-                    continue
-                i += 1
-            i += 1
-        elif ch == "$":
-            match = _DOLLAR_TAG_RE.match(text, i)
-            if match and not (i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")):
-                tag = match.group(0)
-                end = text.find(tag, match.end())
-                i = n if end < 0 else end + len(tag)
-            else:
-                i += 1
-        elif ch == ";":
+    while i < len(text):
+        if text[i] == ";":
             statements.append((text[start : i + 1], start))
             start = i + 1
             i += 1
         else:
-            i += 1
+            i = _skip_token(text, i)
     statements.append((text[start:], start))
     return [(stmt, offset) for stmt, offset in statements if _has_code(stmt)]
+
+
+def _skip_token(text, i):
+    """Index just after the token at i: a comment, a quoted string or
+    identifier, a dollar-quoted body, or else one character."""
+    pair = text[i : i + 2]
+    if pair == "--":
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end + 1
+    if pair == "/*":
+        return _skip_block_comment(text, i)
+    if text[i] in ("'", '"'):
+        return _skip_quoted(text, i)
+    if text[i] == "$":
+        return _skip_dollar_quoted(text, i)
+    return i + 1
+
+
+def _skip_block_comment(text, i):
+    """Past the /* */ comment at i, which may nest."""
+    depth = 0
+    while i < len(text):
+        pair = text[i : i + 2]
+        if pair == "/*":
+            depth += 1
+            i += 2
+        elif pair == "*/":
+            depth -= 1
+            i += 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return len(text)
+
+
+def _skip_quoted(text, i):
+    """Past the '...' string or "..." identifier at i (doubled quotes, E'' escapes)."""
+    quote = text[i]
+    i += 1
+    while i < len(text):
+        if text[i] == quote:
+            if text[i + 1 : i + 2] == quote:  # doubled quote
+                i += 2
+                continue
+            break
+        if quote == "'" and text[i] == "\\" and _is_escape_string(text, i):
+            i += 2
+            continue
+        i += 1
+    return i + 1
+
+
+def _skip_dollar_quoted(text, i):
+    """Past the $tag$...$tag$ body at i, or one character when $ starts none."""
+    match = _DOLLAR_TAG_RE.match(text, i)
+    if not match or (i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")):
+        return i + 1
+    end = text.find(match.group(0), match.end())
+    return len(text) if end < 0 else end + len(match.group(0))
 
 
 def _is_escape_string(text, index):

@@ -241,63 +241,80 @@ def read_snapshot(cursor, schema, as_schema):
     Returns {kind: {key: record}}.  The cursor's transaction must have
     search_path = pg_catalog set by the caller.
     """
-    snap = dict((kind, {}) for kind in ALL_KINDS)
 
     def r(text):
         return rename_schema(text, schema, as_schema)
 
+    snap = {}
     for kind in ALL_KINDS:
         cursor.execute(SNAPSHOT_SQL[kind], {"schema": schema})
-        rows = cursor.fetchall()
-        target = snap[kind]
-        if kind == "table":
-            for name, owner, rls, force in rows:
-                target[name] = dict(owner=owner, rls=bool(rls), force_rls=bool(force))
-        elif kind == "column":
-            for table, column, ctype, notnull, default, generated, identity, attnum in rows:
-                target["%s.%s" % (table, column)] = dict(
-                    table=table,
-                    column=column,
-                    type=r(ctype),
-                    notnull=bool(notnull),
-                    default=r(default),
-                    generated=generated or "",
-                    identity=identity or "",
-                    position=attnum,
-                )
-        elif kind == "constraint":
-            for table, name, contype, definition, validated in rows:
-                target["%s.%s" % (table, name)] = dict(
-                    table=table, name=name, type=contype, definition=r(definition), validated=bool(validated)
-                )
-        elif kind == "index":
-            for name, table, relkind, definition, valid in rows:
-                target[name] = dict(
-                    table=table, on_view=relkind in ("m", "v"), definition=r(definition), valid=bool(valid)
-                )
-        elif kind == "view":
-            for name, relkind, definition, owner in rows:
-                target[name] = dict(kind=relkind, definition=r(definition), owner=owner)
-        elif kind == "function":
-            for signature, definition, owner, prokind in rows:
-                target[r(signature)] = dict(definition=r(definition), owner=owner, prokind=prokind)
-        elif kind == "trigger":
-            for table, name, definition, enabled in rows:
-                target["%s.%s" % (table, name)] = dict(
-                    table=table, name=name, definition=r(definition), enabled=enabled
-                )
-        elif kind == "policy":
-            for table, name, permissive, cmd, roles, qual, check in rows:
-                target["%s.%s" % (table, name)] = dict(
-                    table=table, name=name, permissive=permissive, cmd=cmd, roles=roles, qual=r(qual), check=r(check)
-                )
-        elif kind == "acl":
-            for objtype, name, grantee, privilege, grantable in rows:
-                obj = r(name) if objtype in ("FUNCTION", "PROCEDURE") else _qualify(r(name), as_schema)
-                target["%s %s %s %s" % (objtype, obj, grantee, privilege)] = dict(
-                    objtype=objtype, object=obj, grantee=grantee, privilege=privilege, grantable=bool(grantable)
-                )
+        snap[kind] = dict(_ROW_READERS[kind](row, r, as_schema) for row in cursor.fetchall())
     return snap
+
+
+# One reader per kind: a catalog row -> (key, record), names renamed by r.
+def _table_row(row, r, as_schema):
+    name, owner, rls, force = row
+    return name, dict(owner=owner, rls=bool(rls), force_rls=bool(force))
+
+
+def _column_row(row, r, as_schema):
+    table, column, ctype, notnull, default, generated, identity, attnum = row
+    record = dict(table=table, column=column, type=r(ctype), notnull=bool(notnull), default=r(default))
+    record.update(generated=generated or "", identity=identity or "", position=attnum)
+    return "%s.%s" % (table, column), record
+
+
+def _constraint_row(row, r, as_schema):
+    table, name, contype, definition, validated = row
+    record = dict(table=table, name=name, type=contype, definition=r(definition), validated=bool(validated))
+    return "%s.%s" % (table, name), record
+
+
+def _index_row(row, r, as_schema):
+    name, table, relkind, definition, valid = row
+    return name, dict(table=table, on_view=relkind in ("m", "v"), definition=r(definition), valid=bool(valid))
+
+
+def _view_row(row, r, as_schema):
+    name, relkind, definition, owner = row
+    return name, dict(kind=relkind, definition=r(definition), owner=owner)
+
+
+def _function_row(row, r, as_schema):
+    signature, definition, owner, prokind = row
+    return r(signature), dict(definition=r(definition), owner=owner, prokind=prokind)
+
+
+def _trigger_row(row, r, as_schema):
+    table, name, definition, enabled = row
+    return "%s.%s" % (table, name), dict(table=table, name=name, definition=r(definition), enabled=enabled)
+
+
+def _policy_row(row, r, as_schema):
+    table, name, permissive, cmd, roles, qual, check = row
+    record = dict(table=table, name=name, permissive=permissive, cmd=cmd, roles=roles, qual=r(qual), check=r(check))
+    return "%s.%s" % (table, name), record
+
+
+def _acl_row(row, r, as_schema):
+    objtype, name, grantee, privilege, grantable = row
+    obj = r(name) if objtype in ("FUNCTION", "PROCEDURE") else _qualify(r(name), as_schema)
+    record = dict(objtype=objtype, object=obj, grantee=grantee, privilege=privilege, grantable=bool(grantable))
+    return "%s %s %s %s" % (objtype, obj, grantee, privilege), record
+
+
+_ROW_READERS = {
+    "table": _table_row,
+    "column": _column_row,
+    "constraint": _constraint_row,
+    "index": _index_row,
+    "view": _view_row,
+    "function": _function_row,
+    "trigger": _trigger_row,
+    "policy": _policy_row,
+    "acl": _acl_row,
+}
 
 
 def _qualify(name, schema):

@@ -127,9 +127,51 @@ def parse_directives(text, filename):
     return directives
 
 
+_CREATE_INDEX_RE = re.compile(
+    r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"(?P<name>\"(?:[^\"]|\"\")+\"|[A-Za-z_][A-Za-z0-9_$]*)\s+ON\b",
+    re.IGNORECASE,
+)
+
+
+def created_index_name(statement):
+    """The exact name of the index a CREATE INDEX statement creates (as the catalog
+    has it: unquoted names folded to lower case), or None for any other statement."""
+    code = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
+    match = _CREATE_INDEX_RE.match(code)
+    if not match:
+        return None
+    name = match.group("name")
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+
+
 def strip_concurrently(statement):
     """The statement without CONCURRENTLY, so it can run inside a transaction block."""
     return _CONCURRENTLY_RE.sub(lambda m: m.group("head"), statement)
+
+
+def _check_statements(migration):
+    """Refuse a file without SQL, and a no-transaction file that could be left half-applied."""
+    filename = migration.filename
+    if not migration.statements:
+        raise MigrationError("%s: the file holds no SQL statement" % filename)
+    if migration.transactional:
+        return
+    if migration.kind == "R":
+        raise MigrationError("%s: a repeatable file cannot be no-transaction" % filename)
+    if len(migration.statements) != 1:
+        raise MigrationError(
+            "%s: a no-transaction file must hold exactly one statement (it has %d), "
+            "so that a failure cannot leave it half-applied" % (filename, len(migration.statements))
+        )
+
+
+def _duplicate_message(migration, other):
+    if migration.kind == "V":
+        return "%s: version %d is also used by %s" % (migration.filename, migration.version, other.filename)
+    if migration.kind == "U":
+        return "%s: version %d has two down files" % (migration.filename, migration.version)
+    return "%s: repeatable %s is defined twice" % (migration.filename, migration.description)
 
 
 def load_migrations(files):
@@ -140,36 +182,18 @@ def load_migrations(files):
     the file for every problem that can be seen without a database.
     """
     versioned, downs, repeatables = {}, {}, {}
+    by_kind = {"V": versioned, "U": downs, "R": repeatables}
     for filename in sorted(files):
         parsed = parse_filename(filename)
         if parsed is None:
             continue
         kind, version, description = parsed
         migration = Migration(kind, version, description, filename, files[filename])
-        if not migration.statements:
-            raise MigrationError("%s: the file holds no SQL statement" % filename)
-        if not migration.transactional:
-            if kind == "R":
-                raise MigrationError("%s: a repeatable file cannot be no-transaction" % filename)
-            if len(migration.statements) != 1:
-                raise MigrationError(
-                    "%s: a no-transaction file must hold exactly one statement (it has %d), "
-                    "so that a failure cannot leave it half-applied" % (filename, len(migration.statements))
-                )
-        if kind == "V":
-            if version in versioned:
-                raise MigrationError(
-                    "%s: version %d is also used by %s" % (filename, version, versioned[version].filename)
-                )
-            versioned[version] = migration
-        elif kind == "U":
-            if version in downs:
-                raise MigrationError("%s: version %d has two down files" % (filename, version))
-            downs[version] = migration
-        else:
-            if description in repeatables:
-                raise MigrationError("%s: repeatable %s is defined twice" % (filename, description))
-            repeatables[description] = migration
+        _check_statements(migration)
+        key = description if kind == "R" else version
+        if key in by_kind[kind]:
+            raise MigrationError(_duplicate_message(migration, by_kind[kind][key]))
+        by_kind[kind][key] = migration
     for version, down in downs.items():
         if version not in versioned:
             raise MigrationError("%s: there is no V%s file for this down file" % (down.filename, version))

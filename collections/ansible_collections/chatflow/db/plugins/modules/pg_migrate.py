@@ -270,6 +270,7 @@ from ansible_collections.chatflow.db.plugins.module_utils.pg_drift import (
 )
 from ansible_collections.chatflow.db.plugins.module_utils.pg_migrate_plan import (
     MigrationError,
+    created_index_name,
     load_migrations,
     parse_target,
     plan_migrate,
@@ -512,44 +513,11 @@ class Migrator(object):
         self.ensure_tracking()
         applied = self.read_applied()
         self.commit()
-
-        if not any(r["success"] for r in applied.values()) and self.schema_has_tables():
-            baseline = self.params["baseline_version"]
-            if baseline is None:
-                raise Failure(
-                    "schema %s of database %s already has tables but no migration history in %s; to adopt it, "
-                    "set baseline_version to the version it matches (the drift repair then brings it to what the "
-                    "migrations define)" % (self.schema, self.params["login_db"], self.state_key)
-                )
-            self.begin()
-            for migration in self.versioned:
-                if migration.version <= baseline:
-                    self.record(migration, "baseline", 0)
-                    self.result["baselined"].append(migration.version)
-                    applied[migration.key] = dict(checksum=migration.checksum, success=True, script=migration.filename)
-            self.commit()
-
-        try:
-            plan = plan_migrate(
-                self.versioned,
-                self.repeatables,
-                applied,
-                target,
-                repair_checksums=self.params["repair_checksums"],
-                out_of_order=self.params["out_of_order"],
-            )
-        except MigrationError as exc:
-            raise Failure(str(exc)) from exc
-
-        if plan["checksum_repairs"]:
-            self.begin()
-            for key, script, _old, new in plan["checksum_repairs"]:
-                self.execute("UPDATE %s SET checksum = %%s WHERE key = %%s" % self.table, (new, key))
-                self.result["checksum_repaired"].append(script)
-            self.commit()
-            self.result["changed"] = True
-
         fresh = not any(r["success"] for r in applied.values())
+        if fresh and self.schema_has_tables():
+            self.adopt(applied)
+        plan = self.plan(applied, target)
+        self.repair_checksums(plan["checksum_repairs"])
         drift_mode = self.params["drift"]
         if self.result["baselined"] and drift_mode != "ignore":
             # The adopted schema is only roughly at the baseline: bring its
@@ -563,7 +531,6 @@ class Migrator(object):
                 "versions %s are applied above target %d; roll back (state=rolled_back) to remove them"
                 % (", ".join(str(v) for v in plan["beyond_target"]), target)
             )
-
         want = [m for m in self.versioned if m.version <= target or m.version in plan["beyond_target"]]
         if plan["repeatables"] and drift_mode != "ignore" and not fresh and not self.result["baselined"]:
             # Tables, columns, constraints and indexes first, so that the
@@ -571,24 +538,65 @@ class Migrator(object):
             self.drift_check(want, STRUCTURE_KINDS)
         for migration in plan["repeatables"]:
             self.apply(migration, "repeatable")
-
-        changed_files = bool(plan["pending"] or plan["repeatables"] or self.result["baselined"])
         if drift_mode != "ignore":
-            if changed_files or self.params["force_drift_check"]:
-                self.drift_check(want, ALL_KINDS)
-            else:
-                self.begin()
-                recorded, current = self.read_fingerprint_record(), self.fingerprint()
-                self.commit()
-                if recorded != current:
-                    self.drift_check(want, ALL_KINDS)
-                else:
-                    self.result["fingerprint"] = current
-
+            self.final_drift_check(want, bool(plan["pending"] or plan["repeatables"] or self.result["baselined"]))
         done = set(key for key, row in applied.items() if row["success"])
         if not self.check:
             done.update(m.key for m in plan["pending"])
         self.result["pending"] = [m.filename for m in self.versioned if m.key not in done]
+
+    def adopt(self, applied):
+        """A schema with tables but no history is recorded as at the baseline version (or refused)."""
+        baseline = self.params["baseline_version"]
+        if baseline is None:
+            raise Failure(
+                "schema %s of database %s already has tables but no migration history in %s; to adopt it, "
+                "set baseline_version to the version it matches (the drift repair then brings it to what the "
+                "migrations define)" % (self.schema, self.params["login_db"], self.state_key)
+            )
+        self.begin()
+        for migration in self.versioned:
+            if migration.version <= baseline:
+                self.record(migration, "baseline", 0)
+                self.result["baselined"].append(migration.version)
+                applied[migration.key] = dict(checksum=migration.checksum, success=True, script=migration.filename)
+        self.commit()
+
+    def plan(self, applied, target):
+        try:
+            return plan_migrate(
+                self.versioned,
+                self.repeatables,
+                applied,
+                target,
+                repair_checksums=self.params["repair_checksums"],
+                out_of_order=self.params["out_of_order"],
+            )
+        except MigrationError as exc:
+            raise Failure(str(exc)) from exc
+
+    def repair_checksums(self, repairs):
+        if not repairs:
+            return
+        self.begin()
+        for key, script, _old, new in repairs:
+            self.execute("UPDATE %s SET checksum = %%s WHERE key = %%s" % self.table, (new, key))
+            self.result["checksum_repaired"].append(script)
+        self.commit()
+        self.result["changed"] = True
+
+    def final_drift_check(self, want, changed_files):
+        """The whole comparison when files changed (or forced), or when the catalog's fingerprint moved."""
+        if changed_files or self.params["force_drift_check"]:
+            self.drift_check(want, ALL_KINDS)
+            return
+        self.begin()
+        recorded, current = self.read_fingerprint_record(), self.fingerprint()
+        self.commit()
+        if recorded != current:
+            self.drift_check(want, ALL_KINDS)
+        else:
+            self.result["fingerprint"] = current
 
     def apply(self, migration, kind):
         started = time.monotonic()
@@ -623,24 +631,51 @@ class Migrator(object):
         self.record(migration, kind, (time.monotonic() - started) * 1000)
 
     def drop_invalid_indexes_named_in(self, statement):
-        """An interrupted CREATE INDEX CONCURRENTLY leaves an invalid index that IF NOT EXISTS would keep."""
+        """An interrupted CREATE INDEX CONCURRENTLY leaves an invalid index that IF NOT EXISTS would keep:
+        the index the statement creates, named exactly, is dropped when it is invalid."""
+        name = created_index_name(statement)
+        if name is None:
+            return
         self.execute(
             "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND NOT i.indisvalid",
-            (self.schema,),
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
+            "AND NOT i.indisvalid",
+            (self.schema, name),
             log=False,
         )
-        lowered = statement.lower()
-        for (name,) in self.cursor.fetchall():
-            if name.lower() in lowered:
-                self.execute("DROP INDEX CONCURRENTLY IF EXISTS %s.%s" % (qident(self.schema), qident(name)))
+        if self.cursor.fetchone():
+            self.execute("DROP INDEX CONCURRENTLY IF EXISTS %s.%s" % (qident(self.schema), qident(name)))
 
     def drift_check(self, migrations, kinds, repeatables=True):
         """Build the shadow schema, compare, repair (or report), verify; one transaction."""
         self.result["drift_checked"] = True
         repair = self.params["drift"] == "repair"
-        shadow = qident(SHADOW_SCHEMA)
         self.begin()
+        found = self.build_shadow(list(migrations) + (list(self.repeatables) if repeatables else []))
+        self.execute("SET LOCAL search_path = pg_catalog", log=False)
+        desired = read_snapshot(self.cursor, SHADOW_SCHEMA, self.schema)
+        self.add_round_trips(desired)
+        repairs, unmanaged = self.compare(desired, kinds)
+        found.extend(r.as_dict() for r in repairs)
+        self.result["drift"].extend(found)
+        self.result["unmanaged"] = unmanaged
+        if repair:
+            self.repair(repairs, desired, kinds, found)
+        self.execute("DROP SCHEMA %s CASCADE" % qident(SHADOW_SCHEMA), log=False)
+        if repair and not self.check:
+            for item in found:
+                self.result["repaired"].extend(item["statements"])
+        if kinds == ALL_KINDS and (repair or not found):
+            self.result["fingerprint"] = self.fingerprint()
+            if not self.check:
+                self.write_fingerprint_record(self.result["fingerprint"])
+        self.commit()
+        if found and repair:
+            self.result["changed"] = True
+
+    def build_shadow(self, migrations):
+        """Replay the migrations into the shadow schema; the extensions they need that are missing."""
+        shadow = qident(SHADOW_SCHEMA)
         self.execute("SET LOCAL TimeZone = 'UTC'", log=False)
         self.execute(EXTENSIONS_SQL, log=False)
         extensions_before = set(row[0] for row in self.cursor.fetchall())
@@ -650,22 +685,13 @@ class Migrator(object):
         self.set_role()
         # Only the shadow: an unqualified name can never reach the live schema.
         self.execute("SET LOCAL search_path = %s" % shadow, log=False)
-        for migration in list(migrations) + (list(self.repeatables) if repeatables else []):
+        for migration in migrations:
             for statement, offset in migration.statements:
-                try:
-                    self.cursor.execute(strip_concurrently(statement))
-                except Exception as exc:  # psycopg2.Error
-                    msg, line = describe_error(exc, migration.filename, migration.text, statement, offset)
-                    raise Failure(
-                        "building the reference schema for the drift check failed (migrations must not qualify "
-                        "their objects with schema %s): %s" % (self.schema, msg),
-                        script=migration.filename,
-                        line=line,
-                    ) from exc
+                self.replay(migration, statement, offset)
         self.execute("RESET ROLE", log=False)
         self.execute(EXTENSIONS_SQL, log=False)
         created = sorted((name, schema) for name, schema, _v in self.cursor.fetchall() if name not in extensions_before)
-        found = [
+        return [
             dict(
                 kind="extension",
                 object=name,
@@ -675,58 +701,55 @@ class Migrator(object):
             for name, schema in created
         ]
 
-        self.execute("SET LOCAL search_path = pg_catalog", log=False)
-        desired = read_snapshot(self.cursor, SHADOW_SCHEMA, self.schema)
-        self.add_round_trips(desired)
-        repairs, unmanaged = self.compare(desired, kinds)
-        found.extend(r.as_dict() for r in repairs)
-        self.result["drift"].extend(found)
-        self.result["unmanaged"] = unmanaged
+    def replay(self, migration, statement, offset):
+        try:
+            self.cursor.execute(strip_concurrently(statement))
+        except Exception as exc:  # psycopg2.Error
+            msg, line = describe_error(exc, migration.filename, migration.text, statement, offset)
+            raise Failure(
+                "building the reference schema for the drift check failed (migrations must not qualify "
+                "their objects with schema %s): %s" % (self.schema, msg),
+                script=migration.filename,
+                line=line,
+            ) from exc
 
+    def repair(self, repairs, desired, kinds, found):
+        """Run the repairs in the live schema, then compare again: nothing may be left."""
         unrepairable = [r for r in repairs if not r.statements]
-        if repair and unrepairable:
+        if unrepairable:
             raise Failure(
                 "drift that cannot be repaired in place: %s"
                 % "; ".join("%s %s: %s" % (r.kind, r.object, r.problem) for r in unrepairable),
                 drift=found,
             )
-        if repair and repairs:
-            self.execute("SET LOCAL search_path = pg_catalog, %s" % qident(self.schema), log=False)
-            for rep in repairs:
-                if rep.phase == "owner":
-                    self.execute("RESET ROLE", log=False)
-                else:
-                    self.set_role()
-                for statement in rep.statements:
-                    try:
-                        self.execute(statement)
-                    except Exception as exc:  # psycopg2.Error
-                        raise Failure(
-                            "repairing %s %s (%s) failed: %s\n--- statement ---\n%s"
-                            % (rep.kind, rep.object, rep.problem, to_native(exc).strip(), statement),
-                            drift=found,
-                        ) from exc
-            self.execute("RESET ROLE", log=False)
-            self.execute("SET LOCAL search_path = pg_catalog", log=False)
-            left, _unused = self.compare(desired, kinds)
-            if left:
-                raise Failure(
-                    "drift remains after repair: %s"
-                    % "; ".join("%s %s: %s" % (r.kind, r.object, r.problem) for r in left),
-                    drift=found,
-                )
-        self.execute("DROP SCHEMA %s CASCADE" % shadow, log=False)
-        if repair and not self.check:
-            for item in found:
-                self.result["repaired"].extend(item["statements"])
-        complete = kinds == ALL_KINDS and (repair or not found)
-        if complete:
-            self.result["fingerprint"] = self.fingerprint()
-            if not self.check:
-                self.write_fingerprint_record(self.result["fingerprint"])
-        self.commit()
-        if found and repair:
-            self.result["changed"] = True
+        if not repairs:
+            return
+        self.execute("SET LOCAL search_path = pg_catalog, %s" % qident(self.schema), log=False)
+        for rep in repairs:
+            if rep.phase == "owner":
+                self.execute("RESET ROLE", log=False)
+            else:
+                self.set_role()
+            for statement in rep.statements:
+                self.run_repair(rep, statement, found)
+        self.execute("RESET ROLE", log=False)
+        self.execute("SET LOCAL search_path = pg_catalog", log=False)
+        left, _unused = self.compare(desired, kinds)
+        if left:
+            raise Failure(
+                "drift remains after repair: %s" % "; ".join("%s %s: %s" % (r.kind, r.object, r.problem) for r in left),
+                drift=found,
+            )
+
+    def run_repair(self, rep, statement, found):
+        try:
+            self.execute(statement)
+        except Exception as exc:  # psycopg2.Error
+            raise Failure(
+                "repairing %s %s (%s) failed: %s\n--- statement ---\n%s"
+                % (rep.kind, rep.object, rep.problem, to_native(exc).strip(), statement),
+                drift=found,
+            ) from exc
 
     def add_round_trips(self, desired):
         """Record how each CHECK constraint reads back once re-created from its own text.
@@ -828,9 +851,9 @@ def read_directory(module, path):
     return files
 
 
-def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = postgres_common_argument_spec()
+    spec.update(
         path=dict(type="path"),
         files=dict(type="dict"),
         login_db=dict(type="str", required=True, aliases=["db"]),
@@ -849,52 +872,50 @@ def main():
         lock_timeout=dict(type="str", default="10s"),
         lock_wait=dict(type="int", default=300),
     )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        supports_check_mode=True,
-        required_one_of=[("path", "files")],
-        mutually_exclusive=[("path", "files")],
-    )
-    params = module.params
+    return spec
 
+
+def check_params(params):
+    """The message of the first bad parameter, or None."""
     for name in ("apply_role", "schema", "tracking_schema", "tracking_table"):
         if params[name] is not None and not valid_identifier(params[name]):
-            module.fail_json(
-                msg="%s: %r is not a valid identifier (letters, digits, underscores, at most 63 characters, "
+            return (
+                "%s: %r is not a valid identifier (letters, digits, underscores, at most 63 characters, "
                 "not starting with a digit)" % (name, params[name])
             )
     if params["tracking_schema"] == params["schema"] or params["schema"] == SHADOW_SCHEMA:
-        module.fail_json(msg="tracking_schema: must differ from schema (%s)" % params["schema"])
+        return "tracking_schema: must differ from schema (%s)" % params["schema"]
     if params["baseline_version"] is not None and params["baseline_version"] < 1:
-        module.fail_json(msg="baseline_version: must be a version number of 1 or more")
+        return "baseline_version: must be a version number of 1 or more"
     if params["lock_wait"] < 0:
-        module.fail_json(msg="lock_wait: must be 0 or more seconds")
+        return "lock_wait: must be 0 or more seconds"
+    return None
 
-    try:
-        if params["files"] is not None:
-            texts = dict((name, str(text)) for name, text in params["files"].items() if name.endswith(".sql"))
-            if any("/" in name for name in texts):
-                raise MigrationError("files: keys are file names, without a directory")
-        else:
-            texts = read_directory(module, params["path"])
-        files = load_migrations(texts)
-        versions = [m.version for m in files[0]]
-        target = parse_target(params["target"], versions)
-        if params["state"] == "rolled_back" and str(params["target"]).strip().lower() in ("", "latest"):
-            raise MigrationError("target: rolling back needs a version number (0 removes every version)")
-        if params["baseline_version"] is not None and params["baseline_version"] not in versions:
-            raise MigrationError(
-                "baseline_version: there is no migration with version %d (known: %s)"
-                % (params["baseline_version"], ", ".join(str(v) for v in versions) or "none")
-            )
-    except MigrationError as exc:
-        module.fail_json(msg="%s: %s" % (params["path"] or "files", exc))
 
-    started = time.monotonic()
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
-    conn, _err = connect_to_db(module, conn_params, autocommit=True)
-    migrator = Migrator(module, conn, files)
+def load_files(module, params):
+    """(files, target): the parsed migrations and the target version; MigrationError names the problem."""
+    if params["files"] is not None:
+        texts = dict((name, str(text)) for name, text in params["files"].items() if name.endswith(".sql"))
+        if any("/" in name for name in texts):
+            raise MigrationError("files: keys are file names, without a directory")
+    else:
+        texts = read_directory(module, params["path"])
+    files = load_migrations(texts)
+    versions = [m.version for m in files[0]]
+    target = parse_target(params["target"], versions)
+    if params["state"] == "rolled_back" and str(params["target"]).strip().lower() in ("", "latest"):
+        raise MigrationError("target: rolling back needs a version number (0 removes every version)")
+    if params["baseline_version"] is not None and params["baseline_version"] not in versions:
+        raise MigrationError(
+            "baseline_version: there is no migration with version %d (known: %s)"
+            % (params["baseline_version"], ", ".join(str(v) for v in versions) or "none")
+        )
+    return files, target
+
+
+def run(module, migrator, target, started):
+    """Migrate or roll back under the migration lock; a dry run rolls everything back."""
+    params = module.params
     try:
         migrator.acquire_lock()
         if migrator.check:
@@ -917,8 +938,32 @@ def main():
         module.fail_json(msg="pg_migrate failed: %s" % to_native(exc).strip(), **migrator.result)
     finally:
         migrator.release_lock()
-        conn.close()
 
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        required_one_of=[("path", "files")],
+        mutually_exclusive=[("path", "files")],
+    )
+    params = module.params
+    problem = check_params(params)
+    if problem:
+        module.fail_json(msg=problem)
+    try:
+        files, target = load_files(module, params)
+    except MigrationError as exc:
+        module.fail_json(msg="%s: %s" % (params["path"] or "files", exc))
+
+    started = time.monotonic()
+    ensure_required_libs(module)
+    conn, _err = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    migrator = Migrator(module, conn, files)
+    try:
+        run(module, migrator, target, started)
+    finally:
+        conn.close()
     result = migrator.result
     if module._diff and result["changed"]:
         result["diff"] = dict(before="", after="\n".join(result["queries"]) + "\n")

@@ -219,9 +219,9 @@ def write_state(cursor, schema, key, record, queries):
     queries.append(upsert)
 
 
-def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = postgres_common_argument_spec()
+    spec.update(
         path=dict(type="list", elements="path", required=True),
         login_db=dict(type="str", required=True, aliases=["db"]),
         apply_role=dict(type="str"),
@@ -232,24 +232,28 @@ def main():
         fingerprint_schemas=dict(type="list", elements="str", default=["public"]),
         lock_timeout=dict(type="str", default="10s"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
+    return spec
 
+
+def check_params(params):
+    """The message of the first bad parameter, or None."""
     for name in params["settings"]:
         if not valid_setting_name(name):
-            module.fail_json(
-                msg="settings: %r is not a valid custom setting name; use prefix.name "
-                "(letters, digits, underscores)" % name
+            return (
+                "settings: %r is not a valid custom setting name; use prefix.name (letters, digits, underscores)" % name
             )
     for label, value in (("apply_role", params["apply_role"]), ("state_schema", params["state_schema"])):
         if value is not None and not valid_identifier(value):
-            module.fail_json(
-                msg="%s: %r is not a valid identifier (letters, digits, underscores, "
+            return (
+                "%s: %r is not a valid identifier (letters, digits, underscores, "
                 "at most 63 characters, not starting with a digit)" % (label, value)
             )
+    return None
 
+
+def read_texts(module, paths):
     texts = []
-    for path in params["path"]:
+    for path in paths:
         if not os.path.isfile(path):
             module.fail_json(msg="path: %s does not exist on the managed host" % path)
         with open(path, "rb") as handle:
@@ -257,95 +261,120 @@ def main():
                 texts.append(handle.read().decode("utf-8"))
             except UnicodeDecodeError as exc:
                 module.fail_json(msg="path: %s is not valid UTF-8: %s" % (path, to_native(exc)))
+    return texts
 
-    checksum = sql_checksum(texts)
-    key = params["state_key"] or os.path.basename(params["path"][0])
-    schema = params["state_schema"]
-    result = dict(
-        changed=False,
-        skipped_unchanged=False,
-        catalog_changed=False,
-        rows_written=0,
-        fingerprint_before="",
-        fingerprint="",
-        checksum=checksum,
-        executed=[],
-        repaired=[],
-        queries=[],
-        duration_ms=0,
-    )
-    started = time.monotonic()
 
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
-    db_connection, _conn_err = connect_to_db(module, conn_params, autocommit=False)
-    cursor = tuple_cursor(db_connection)
+class Apply(object):
+    """One run: under an advisory lock, skip when nothing changed, repair what a rerun
+    of the files cannot, run the files as the apply role, measure what changed."""
 
-    try:
-        cursor.execute("SET LOCAL lock_timeout = %s", (params["lock_timeout"],))
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("chatflow.db.pg_sql_apply:" + key,))
-        before = fingerprint(cursor, params["fingerprint_schemas"])
-        result["fingerprint_before"] = before
-        result["fingerprint"] = before
-
-        if params["skip_unchanged"]:
-            recorded = read_state(cursor, schema, key)
-            if recorded is not None and tuple(recorded) == (checksum, before):
-                db_connection.rollback()
-                result["skipped_unchanged"] = True
-                result["duration_ms"] = int((time.monotonic() - started) * 1000)
-                module.exit_json(**result)
-
-        # First repair what a rerun of the files cannot (owners, invalid indexes,
-        # disabled triggers): the files then run as the rightful owner.
-        cursor.execute(
-            BROKEN_OBJECTS_SQL,
-            {"schemas": list(params["fingerprint_schemas"]), "owner": params["apply_role"] or ""},
+    def __init__(self, module, connection, texts):
+        self.module, self.params = module, module.params
+        self.connection, self.cursor = connection, tuple_cursor(connection)
+        self.texts = texts
+        self.key = self.params["state_key"] or os.path.basename(self.params["path"][0])
+        self.result = dict(
+            changed=False,
+            skipped_unchanged=False,
+            catalog_changed=False,
+            rows_written=0,
+            fingerprint_before="",
+            fingerprint="",
+            checksum=sql_checksum(texts),
+            executed=[],
+            repaired=[],
+            queries=[],
+            duration_ms=0,
         )
-        for (statement,) in cursor.fetchall():
-            cursor.execute(statement)
-            result["queries"].append(statement)
-            result["repaired"].append(statement)
 
-        for name, value in params["settings"].items():
-            cursor.execute("SELECT set_config(%s, %s, true)", (name, "" if value is None else str(value)))
-        if params["apply_role"]:
-            statement = 'SET LOCAL ROLE "%s"' % params["apply_role"]
-            cursor.execute(statement)
-            result["queries"].append(statement)
-        for path, text in zip(params["path"], texts):
-            for statement, offset in split_statements(normalise_sql(text)):
-                try:
-                    cursor.execute(statement)
-                except Exception as exc:  # psycopg2.Error: name the file, line and statement
-                    msg, line = describe_error(exc, path, normalise_sql(text), statement, offset)
-                    db_connection.rollback()
-                    module.fail_json(msg=msg, path=path, line=line, queries=result["queries"])
-                result["queries"].append(statement.strip())
-            result["executed"].append(dict(path=path, checksum=sql_checksum([text])))
-        if params["apply_role"]:
-            cursor.execute("RESET ROLE")
-
-        cursor.execute(ROWS_WRITTEN_SQL)
-        result["rows_written"] = int(cursor.fetchone()[0])
+    def run(self):
+        """The result; None when the recorded state shows nothing to do."""
+        params, cursor = self.params, self.cursor
+        cursor.execute("SET LOCAL lock_timeout = %s", (params["lock_timeout"],))
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("chatflow.db.pg_sql_apply:" + self.key,))
+        before = fingerprint(cursor, params["fingerprint_schemas"])
+        self.result.update(fingerprint_before=before, fingerprint=before)
+        recorded = read_state(cursor, params["state_schema"], self.key) if params["skip_unchanged"] else None
+        if recorded is not None and tuple(recorded) == (self.result["checksum"], before):
+            self.connection.rollback()
+            self.result["skipped_unchanged"] = True
+            return self.result
+        self.repair_broken()
+        self.run_files()
+        rows = self.rows_written()
         after = fingerprint(cursor, params["fingerprint_schemas"])
-        result["fingerprint"] = after
-        result["catalog_changed"] = after != before
-        result["changed"] = result["catalog_changed"] or result["rows_written"] > 0
+        self.result.update(fingerprint=after, catalog_changed=after != before, rows_written=rows)
+        self.result["changed"] = self.result["catalog_changed"] or rows > 0
+        self.finish(after)
+        return self.result
 
-        if module.check_mode:
-            db_connection.rollback()
-        else:
-            if params["skip_unchanged"]:
-                write_state(cursor, schema, key, (checksum, after), result["queries"])
-            db_connection.commit()
+    def rows_written(self):
+        self.cursor.execute(ROWS_WRITTEN_SQL)
+        return int(self.cursor.fetchone()[0])
+
+    def repair_broken(self):
+        """First repair what a rerun of the files cannot (owners, invalid indexes,
+        disabled triggers): the files then run as the rightful owner."""
+        self.cursor.execute(
+            BROKEN_OBJECTS_SQL,
+            {"schemas": list(self.params["fingerprint_schemas"]), "owner": self.params["apply_role"] or ""},
+        )
+        for (statement,) in self.cursor.fetchall():
+            self.cursor.execute(statement)
+            self.result["queries"].append(statement)
+            self.result["repaired"].append(statement)
+
+    def run_files(self):
+        for name, value in self.params["settings"].items():
+            self.cursor.execute("SELECT set_config(%s, %s, true)", (name, "" if value is None else str(value)))
+        if self.params["apply_role"]:
+            statement = 'SET LOCAL ROLE "%s"' % self.params["apply_role"]
+            self.cursor.execute(statement)
+            self.result["queries"].append(statement)
+        for path, text in zip(self.params["path"], self.texts):
+            for statement, offset in split_statements(normalise_sql(text)):
+                self.run_statement(path, text, statement, offset)
+            self.result["executed"].append(dict(path=path, checksum=sql_checksum([text])))
+        if self.params["apply_role"]:
+            self.cursor.execute("RESET ROLE")
+
+    def run_statement(self, path, text, statement, offset):
+        try:
+            self.cursor.execute(statement)
+        except Exception as exc:  # psycopg2.Error: name the file, line and statement
+            msg, line = describe_error(exc, path, normalise_sql(text), statement, offset)
+            self.connection.rollback()
+            self.module.fail_json(msg=msg, path=path, line=line, queries=self.result["queries"])
+        self.result["queries"].append(statement.strip())
+
+    def finish(self, after):
+        if self.module.check_mode:
+            self.connection.rollback()
+            return
+        if self.params["skip_unchanged"]:
+            state = (self.result["checksum"], after)
+            write_state(self.cursor, self.params["state_schema"], self.key, state, self.result["queries"])
+        self.connection.commit()
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    problem = check_params(module.params)
+    if problem:
+        module.fail_json(msg=problem)
+    texts = read_texts(module, module.params["path"])
+    started = time.monotonic()
+    ensure_required_libs(module)
+    connection, _conn_err = connect_to_db(module, get_conn_params(module, module.params), autocommit=False)
+    run = Apply(module, connection, texts)
+    try:
+        result = run.run()
     except Exception as exc:  # connection or bookkeeping failure
-        db_connection.rollback()
-        module.fail_json(msg="pg_sql_apply failed: %s" % to_native(exc), queries=result["queries"])
+        connection.rollback()
+        module.fail_json(msg="pg_sql_apply failed: %s" % to_native(exc), queries=run.result["queries"])
     finally:
-        cursor.close()
-        db_connection.close()
-
+        run.cursor.close()
+        connection.close()
     if module._diff and result["changed"]:
         result["diff"] = dict(before="", after="\n".join(result["queries"]) + "\n")
     result["duration_ms"] = int((time.monotonic() - started) * 1000)
