@@ -203,3 +203,19 @@ def test_a_repair_runs_the_roles_that_follow_the_drifted_one():
     ]
     assert hf.followers({"chatflow_database": []}, manifests) == ["chatflow_database", "chatflow_pgbouncer"]
     assert hf.followers({"chatflow_app_env": []}, manifests) == ["chatflow_app_env"]
+
+
+def test_a_manifest_that_a_bad_input_made_unreadable_means_a_complete_run(tmp_path):
+    """A relative path from a bad input is no failure of the comparison: every role runs, and
+    the preflights then name the input before anything changes."""
+    args = {
+        "inputs": "d",
+        "path": str(tmp_path / "f.json"),
+        "manifests": {"chatflow_app_env": {"trees": [{"path": "my-mvp-slack", "recurse": False}]}},
+    }
+    res = run_module(args)
+    assert not res.get("failed"), res
+    assert res["unchanged"] is False and res["targetable"] is False
+    assert "manifests.chatflow_app_env.trees: my-mvp-slack is not an absolute path" in res["reason"]
+    recorded = run_module({**args, "state": "record"})
+    assert recorded.get("failed") and "not an absolute path" in recorded["msg"]

@@ -477,7 +477,7 @@ def normalise(manifest):
 
 
 def check_arguments(p):
-    """The message of the first bad argument, or None."""
+    """The message of the first bad argument of the caller's own, or None."""
     for owner, manifest in p["manifests"].items():
         if not isinstance(manifest, dict) or set(manifest) - set(MANIFEST_KEYS):
             return "manifests.%s must be a dict with the keys %s" % (owner, ", ".join(MANIFEST_KEYS))
@@ -487,12 +487,22 @@ def check_arguments(p):
         for command in manifest.get("commands") or []:
             if not isinstance(command, dict) or "name" not in command or not command.get("argv"):
                 return "manifests.%s.commands: each entry needs a name and an argv" % owner
-    for _owner, manifest in [("", p), *sorted(p["manifests"].items())]:
-        for tree in manifest.get("trees") or []:
-            if not os.path.isabs(tree["path"]):
-                return "trees: %s is not an absolute path" % tree["path"]
+    for tree in p["trees"]:
+        if not os.path.isabs(tree["path"]):
+            return "trees: %s is not an absolute path" % tree["path"]
     if p["max_age_hours"] < 0:
         return "max_age_hours must be 0 or more, got %d" % p["max_age_hours"]
+    return None
+
+
+def unreadable_manifest(p):
+    """Why the manifests cannot be fingerprinted as the roles' inputs resolve them (a relative
+    path from a bad input, say), or None.  Not a failure of the comparison: the run then runs
+    every role, and their preflights name the input."""
+    for owner, manifest in sorted(p["manifests"].items()):
+        for tree in manifest.get("trees") or []:
+            if not os.path.isabs(str(tree["path"])):
+                return "manifests.%s.trees: %s is not an absolute path" % (owner, tree["path"])
     return None
 
 
@@ -543,12 +553,34 @@ def evaluate(p, record, items, owners, now):
     )
 
 
+def not_comparable(reason):
+    """The result of a compare that cannot be made: a complete run follows."""
+    return dict(
+        changed=False,
+        fingerprint="",
+        unchanged=False,
+        reason=reason,
+        differs=[],
+        differs_by_owner={},
+        targetable=False,
+        targets=[],
+        items=0,
+        age_hours=-1.0,
+        recorded=False,
+    )
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     problem = check_arguments(p)
     if problem:
         module.fail_json(msg=problem)
+    unreadable = unreadable_manifest(p)
+    if unreadable and p["state"] == "compare":
+        module.exit_json(**not_comparable("the roles' manifests cannot be read: %s" % unreadable))
+    if unreadable:
+        module.fail_json(msg="cannot record: %s" % unreadable)
     p["manifests"] = dict((owner, normalise(m)) for owner, m in p["manifests"].items())
 
     def run(argv, data=None, environ_update=None):
