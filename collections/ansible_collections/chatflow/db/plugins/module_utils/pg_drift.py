@@ -325,17 +325,23 @@ def _qualify(name, schema):
 class Repair(object):
     """One drifted object and the statements that restore it."""
 
-    __slots__ = ("kind", "object", "phase", "problem", "statements")
+    __slots__ = ("deferred", "kind", "object", "phase", "problem", "statements")
 
-    def __init__(self, phase, kind, obj, problem, statements):
+    def __init__(self, phase, kind, obj, problem, statements, *, deferred=False):
         self.phase = phase
         self.kind = kind
         self.object = obj
         self.problem = problem
         self.statements = list(statements)
+        # A repair that would rewrite a table under an exclusive lock: reported,
+        # run only when rewrites are asked for.
+        self.deferred = deferred
 
     def as_dict(self):
-        return dict(kind=self.kind, object=self.object, problem=self.problem, statements=self.statements)
+        entry = dict(kind=self.kind, object=self.object, problem=self.problem, statements=self.statements)
+        if self.deferred:
+            entry["deferred"] = True
+        return entry
 
 
 # The order repairs run in: owners first (as the superuser), then what other
@@ -358,16 +364,28 @@ PHASES = (
 
 
 def diff_snapshots(
-    desired, live, schema, *, shadow=SHADOW_SCHEMA, kinds=ALL_KINDS, dependent_views=None, known_views=None
+    desired,
+    live,
+    schema,
+    *,
+    shadow=SHADOW_SCHEMA,
+    kinds=ALL_KINDS,
+    dependent_views=None,
+    known_views=None,
+    rewrite=True,
 ):
     """Compare two snapshots; return (repairs, unmanaged).
 
     desired: the shadow's snapshot, renamed to `schema`; live: the live
     schema's.  dependent_views(tables) -> names of live views over those
     tables (they must be dropped and recreated around a column type change);
-    None means there are none.  repairs are Repair objects sorted by phase.
+    None means there are none.  rewrite: a column type change (which rewrites
+    the table under an exclusive lock) is a repair like the others; otherwise
+    it is a deferred one, reported with its statement and not run.  repairs
+    are Repair objects sorted by phase.
     """
     diff = _Diff(desired, live, schema, shadow, set(kinds))
+    diff.rewrite = rewrite
     for kind, compare in (
         ("table", diff.tables),
         ("column", diff.columns),
@@ -400,6 +418,7 @@ class _Diff(object):
         self.q = qident(schema)
         self.repairs, self.unmanaged = [], []
         self.missing_tables, self.retyped_tables, self.recreated_views = set(), set(), set()
+        self.rewrite = True
 
     def add(self, phase, kind, obj, problem, *statements):
         self.repairs.append(Repair(phase, kind, obj, problem, statements))
@@ -513,15 +532,7 @@ class _Diff(object):
     def column_attributes(self, key, want, have):
         table, column = self.rel(want["table"]), qident(want["column"])
         if have["type"] != want["type"]:
-            self.retyped_tables.add(want["table"])
-            self.add(
-                "column",
-                "column",
-                key,
-                "type is %s, not %s" % (have["type"], want["type"]),
-                "ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::%s"
-                % (table, column, want["type"], column, want["type"]),
-            )
+            self.column_type(key, want, have, table, column)
         if not want["generated"] and have["default"] != want["default"]:
             self.column_default(key, want, have, table, column)
         if have["notnull"] != want["notnull"]:
@@ -532,6 +543,25 @@ class _Diff(object):
                 "NOT NULL %s" % ("missing" if want["notnull"] else "unexpected"),
                 "ALTER TABLE %s ALTER COLUMN %s %s NOT NULL" % (table, column, "SET" if want["notnull"] else "DROP"),
             )
+
+    def column_type(self, key, want, have, table, column):
+        statement = "ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::%s" % (
+            table,
+            column,
+            want["type"],
+            column,
+            want["type"],
+        )
+        problem = "type is %s, not %s" % (have["type"], want["type"])
+        if self.rewrite:
+            self.retyped_tables.add(want["table"])
+            self.add("column", "column", key, problem, statement)
+            return
+        problem += (
+            "; changing it rewrites the table under an exclusive lock, so a routine run does not: "
+            "run playbooks/migrate.yml with chatflow_migrate_action=rewrite"
+        )
+        self.repairs.append(Repair("column", "column", key, problem, [statement], deferred=True))
 
     def column_default(self, key, want, have, table, column):
         if want["default"] is None:

@@ -102,6 +102,14 @@ options:
     description: Compare with the shadow schema even when the catalog fingerprint matches the record.
     type: bool
     default: false
+  rewrite:
+    description:
+      - Also run the repairs that rewrite a table under an exclusive lock (a column whose type drifted).
+      - Without it they are reported in C(deferred) with their statements and a warning, on every run until
+        done, and the other repairs go ahead. Adopting a database (I(baseline_version)) runs them.
+    type: bool
+    default: false
+    version_added: "0.4.0"
   lock_timeout:
     description: C(lock_timeout) of each transaction, so that a busy table fails the run instead of stalling the app.
     type: str
@@ -203,6 +211,11 @@ repaired:
   returned: always
   type: list
   elements: str
+deferred:
+  description: Drift whose repair rewrites a table, not run without I(rewrite) (kind, object, problem, statements).
+  returned: always
+  type: list
+  elements: dict
 unmanaged:
   description: Objects of the schema that no migration defines, left alone.
   returned: always
@@ -314,6 +327,7 @@ class Migrator(object):
             pending=[],
             drift=[],
             repaired=[],
+            deferred=[],
             unmanaged=[],
             checksum_repaired=[],
             drift_checked=False,
@@ -662,15 +676,17 @@ class Migrator(object):
         if repair:
             self.repair(repairs, desired, kinds, found)
         self.execute("DROP SCHEMA %s CASCADE" % qident(SHADOW_SCHEMA), log=False)
+        done = [item for item in found if not item.get("deferred")]
         if repair and not self.check:
-            for item in found:
+            for item in done:
                 self.result["repaired"].extend(item["statements"])
-        if kinds == ALL_KINDS and (repair or not found):
+        # While a repair is deferred, every run checks again (and warns again).
+        if kinds == ALL_KINDS and (repair or not found) and not self.result["deferred"]:
             self.result["fingerprint"] = self.fingerprint()
             if not self.check:
                 self.write_fingerprint_record(self.result["fingerprint"])
         self.commit()
-        if found and repair:
+        if done and repair:
             self.result["changed"] = True
 
     def build_shadow(self, migrations):
@@ -715,6 +731,9 @@ class Migrator(object):
 
     def repair(self, repairs, desired, kinds, found):
         """Run the repairs in the live schema, then compare again: nothing may be left."""
+        deferred = [r for r in repairs if r.deferred]
+        repairs = [r for r in repairs if not r.deferred]
+        self.defer(deferred)
         unrepairable = [r for r in repairs if not r.statements]
         if unrepairable:
             raise Failure(
@@ -734,12 +753,22 @@ class Migrator(object):
                 self.run_repair(rep, statement, found)
         self.execute("RESET ROLE", log=False)
         self.execute("SET LOCAL search_path = pg_catalog", log=False)
-        left, _unused = self.compare(desired, kinds)
+        left = [r for r in self.compare(desired, kinds)[0] if not r.deferred]
         if left:
             raise Failure(
                 "drift remains after repair: %s" % "; ".join("%s %s: %s" % (r.kind, r.object, r.problem) for r in left),
                 drift=found,
             )
+
+    def defer(self, deferred):
+        """Repairs that would rewrite a table: reported, and warned about on every run until done."""
+        if not deferred:
+            return
+        self.result["deferred"].extend(r.as_dict() for r in deferred)
+        self.module.warn(
+            "not repaired, because it rewrites a table under an exclusive lock: %s"
+            % "; ".join("%s %s: %s" % (r.kind, r.object, r.problem) for r in deferred)
+        )
 
     def run_repair(self, rep, statement, found):
         try:
@@ -794,6 +823,8 @@ class Migrator(object):
             kinds=kinds,
             dependent_views=dependent_views,
             known_views=set(name.lower() for name in known),
+            # Adopting a database built by hand is asked for (baseline_version); so is `rewrite`.
+            rewrite=self.params["rewrite"] or bool(self.result["baselined"]),
         )
 
     def roll_back(self, target):
@@ -869,6 +900,7 @@ def argument_spec():
         out_of_order=dict(type="bool", default=False),
         drift=dict(type="str", default="repair", choices=["repair", "report", "ignore"]),
         force_drift_check=dict(type="bool", default=False),
+        rewrite=dict(type="bool", default=False),
         lock_timeout=dict(type="str", default="10s"),
         lock_wait=dict(type="int", default=300),
     )
