@@ -299,18 +299,36 @@ def test_column_drift_becomes_alter_column_statements():
     ]
 
 
-def test_a_changed_index_is_dropped_and_created_and_an_invalid_one_reindexed():
+def test_a_changed_index_is_dropped_and_created_and_an_invalid_one_reindexed_concurrently():
     live = snapshot_with_users()
     live["index"]["idx_users_email"]["definition"] = "CREATE INDEX idx_users_email ON public.users USING btree (email)"
-    assert statements(diff_snapshots(snapshot_with_users(), live, "public")[0]) == [
-        "DROP INDEX public.idx_users_email",
-        "CREATE UNIQUE INDEX idx_users_email ON public.users USING btree (lower((email)::text))",
+    repairs = diff_snapshots(snapshot_with_users(), live, "public")[0]
+    assert statements(repairs) == [
+        "DROP INDEX CONCURRENTLY public.idx_users_email",
+        "CREATE UNIQUE INDEX CONCURRENTLY idx_users_email ON public.users USING btree (lower((email)::text))",
     ]
+    assert all(r.concurrent for r in repairs)  # outside the transaction: writers are never blocked
     live = snapshot_with_users()
     live["index"]["idx_users_email"]["valid"] = False
     assert statements(diff_snapshots(snapshot_with_users(), live, "public")[0]) == [
-        "REINDEX INDEX public.idx_users_email"
+        "REINDEX INDEX CONCURRENTLY public.idx_users_email"
     ]
+    live = snapshot_with_users()
+    del live["index"]["idx_users_email"]
+    (missing,) = diff_snapshots(snapshot_with_users(), live, "public")[0]
+    assert missing.concurrent and missing.statements[0].startswith("CREATE UNIQUE INDEX CONCURRENTLY idx_users_email ")
+
+
+def test_a_drifted_column_type_is_deferred_unless_rewrites_are_allowed():
+    live = snapshot_with_users()
+    live["column"]["users.email"]["type"] = "text"
+    (routine,) = diff_snapshots(snapshot_with_users(), live, "public", rewrite=False)[0]
+    assert routine.deferred and "exclusive lock" in routine.problem
+    assert routine.statements == [
+        "ALTER TABLE public.users ALTER COLUMN email TYPE character varying(255) USING email::character varying(255)"
+    ]
+    (asked,) = diff_snapshots(snapshot_with_users(), live, "public", rewrite=True)[0]
+    assert not asked.deferred and asked.statements == routine.statements
 
 
 def test_owner_repairs_come_first_and_unknown_objects_are_only_reported():

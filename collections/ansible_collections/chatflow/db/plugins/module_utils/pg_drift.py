@@ -325,9 +325,9 @@ def _qualify(name, schema):
 class Repair(object):
     """One drifted object and the statements that restore it."""
 
-    __slots__ = ("deferred", "kind", "object", "phase", "problem", "statements")
+    __slots__ = ("concurrent", "deferred", "kind", "object", "phase", "problem", "statements")
 
-    def __init__(self, phase, kind, obj, problem, statements, *, deferred=False):
+    def __init__(self, phase, kind, obj, problem, statements, *, deferred=False, concurrent=False):
         self.phase = phase
         self.kind = kind
         self.object = obj
@@ -336,6 +336,9 @@ class Repair(object):
         # A repair that would rewrite a table under an exclusive lock: reported,
         # run only when rewrites are asked for.
         self.deferred = deferred
+        # Statements that run outside the transaction (CREATE INDEX CONCURRENTLY):
+        # they never block the table's writers.
+        self.concurrent = concurrent
 
     def as_dict(self):
         entry = dict(kind=self.kind, object=self.object, problem=self.problem, statements=self.statements)
@@ -661,19 +664,29 @@ class _Diff(object):
 
     # --- indexes (those backing constraints come with their constraint) ---
     def indexes(self):
+        """An index of a table that stays is rebuilt CONCURRENTLY (after the transaction): writers on a
+        live table are never blocked.  An index of a table or view built again in this run is
+        created in the transaction with it."""
         for name, want in sorted(self.desired["index"].items()):
             if want["on_view"] and "view" not in self.kinds:
                 continue
             have = self.live["index"].get(name)
-            if want["table"] in self.recreated_views or have is None:
+            rebuilt = want["table"] in self.recreated_views or want["table"] in self.missing_tables
+            if rebuilt or (have is None and want["on_view"]):
                 self.add("index", "index", name, "missing", want["definition"])
+            elif have is None:
+                self.concurrently(name, "missing", concurrent_index(want["definition"]))
             elif have["definition"] != want["definition"]:
-                drop = "DROP INDEX %s" % self.rel(name)
-                self.add("index", "index", name, "definition is %s" % have["definition"], drop, want["definition"])
+                drop = "DROP INDEX CONCURRENTLY %s" % self.rel(name)
+                problem = "definition is %s" % have["definition"]
+                self.concurrently(name, problem, drop, concurrent_index(want["definition"]))
             elif want["valid"] and not have["valid"]:
-                self.add("index", "index", name, "invalid", "REINDEX INDEX %s" % self.rel(name))
+                self.concurrently(name, "invalid", "REINDEX INDEX CONCURRENTLY %s" % self.rel(name))
         relations = set(self.desired["table"]) | set(self.desired["view"])
         self.extra("index", keep=lambda n: self.live["index"][n]["table"] in relations)
+
+    def concurrently(self, name, problem, *statements):
+        self.repairs.append(Repair("index", "index", name, problem, statements, concurrent=True))
 
     # --- functions --------------------------------------------------------
     def functions(self):
@@ -799,6 +812,11 @@ class _Diff(object):
                 "a new routine gets EXECUTE for PUBLIC",
                 "REVOKE EXECUTE ON %s %s FROM PUBLIC" % (want["prokind"], repair.object),
             )
+
+
+def concurrent_index(definition):
+    """pg_get_indexdef's CREATE [UNIQUE] INDEX as CREATE [UNIQUE] INDEX CONCURRENTLY."""
+    return re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY ", definition, count=1)
 
 
 def _enable_trigger(table, name, state):

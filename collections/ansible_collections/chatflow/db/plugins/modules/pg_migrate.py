@@ -336,6 +336,7 @@ class Migrator(object):
             queries=[],
         )
         self.lock_key = None
+        self.concurrent = []
 
     # -- plumbing ---------------------------------------------------------
     def execute(self, sql, args=None, log=True):
@@ -664,6 +665,7 @@ class Migrator(object):
         """Build the shadow schema, compare, repair (or report), verify; one transaction."""
         self.result["drift_checked"] = True
         repair = self.params["drift"] == "repair"
+        self.concurrent = []
         self.begin()
         found = self.build_shadow(list(migrations) + (list(self.repeatables) if repeatables else []))
         self.execute("SET LOCAL search_path = pg_catalog", log=False)
@@ -680,14 +682,50 @@ class Migrator(object):
         if repair and not self.check:
             for item in done:
                 self.result["repaired"].extend(item["statements"])
+        concurrent = self.concurrent if repair and not self.check else []
         # While a repair is deferred, every run checks again (and warns again).
-        if kinds == ALL_KINDS and (repair or not found) and not self.result["deferred"]:
-            self.result["fingerprint"] = self.fingerprint()
-            if not self.check:
-                self.write_fingerprint_record(self.result["fingerprint"])
+        record = kinds == ALL_KINDS and (repair or not found) and not self.result["deferred"]
+        if record and not concurrent:
+            self.record_catalog()
         self.commit()
+        if concurrent:
+            self.build_concurrently(concurrent)
+            if record:
+                self.begin()
+                self.record_catalog()
+                self.commit()
         if done and repair:
             self.result["changed"] = True
+
+    def record_catalog(self):
+        self.result["fingerprint"] = self.fingerprint()
+        if not self.check:
+            self.write_fingerprint_record(self.result["fingerprint"])
+
+    def build_concurrently(self, repairs):
+        """The index repairs, outside a transaction: CREATE INDEX CONCURRENTLY takes no lock that blocks
+        the table's writers.  A build that is interrupted leaves an invalid index, dropped (by its exact
+        name) before the next attempt; a build that ends invalid fails the run."""
+        self.execute("SET search_path = pg_catalog, %s" % qident(self.schema), log=False)
+        self.execute("SET lock_timeout = %s", (self.params["lock_timeout"],), log=False)
+        try:
+            for rep in repairs:
+                for statement in rep.statements:
+                    self.drop_invalid_indexes_named_in(statement)
+                    self.run_repair(rep, statement, self.result["drift"])
+        finally:
+            self.execute("RESET lock_timeout", log=False)
+            self.execute("RESET search_path", log=False)
+        names = [rep.object for rep in repairs]
+        self.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s) AND NOT i.indisvalid",
+            (self.schema, names),
+            log=False,
+        )
+        invalid = [row[0] for row in self.cursor.fetchall()]
+        if invalid:
+            raise Failure("indexes built concurrently are invalid: %s" % ", ".join(invalid), drift=self.result["drift"])
 
     def build_shadow(self, migrations):
         """Replay the migrations into the shadow schema; the extensions they need that are missing."""
@@ -732,8 +770,12 @@ class Migrator(object):
     def repair(self, repairs, desired, kinds, found):
         """Run the repairs in the live schema, then compare again: nothing may be left."""
         deferred = [r for r in repairs if r.deferred]
-        repairs = [r for r in repairs if not r.deferred]
         self.defer(deferred)
+        repairs = [r for r in repairs if not r.deferred]
+        if not self.check:
+            # Built after the transaction; a dry run builds them in it (without CONCURRENTLY), rolled back.
+            self.concurrent = [r for r in repairs if r.concurrent]
+            repairs = [r for r in repairs if not r.concurrent]
         unrepairable = [r for r in repairs if not r.statements]
         if unrepairable:
             raise Failure(
@@ -750,10 +792,11 @@ class Migrator(object):
             else:
                 self.set_role()
             for statement in rep.statements:
-                self.run_repair(rep, statement, found)
+                self.run_repair(rep, strip_concurrently(statement) if rep.concurrent else statement, found)
         self.execute("RESET ROLE", log=False)
         self.execute("SET LOCAL search_path = pg_catalog", log=False)
-        left = [r for r in self.compare(desired, kinds)[0] if not r.deferred]
+        later = set(r.object for r in self.concurrent)
+        left = [r for r in self.compare(desired, kinds)[0] if not r.deferred and r.object not in later]
         if left:
             raise Failure(
                 "drift remains after repair: %s" % "; ".join("%s %s: %s" % (r.kind, r.object, r.problem) for r in left),
