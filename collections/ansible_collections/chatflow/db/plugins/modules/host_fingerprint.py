@@ -243,7 +243,8 @@ SELECT 'file', sourcefile, sourceline, name, setting, applied, error FROM pg_fil
 DATABASE_SQL = """
 SET search_path = pg_catalog;
 {catalog};
-SELECT 'nsp', nspname, nspowner::regrole, nspacl FROM pg_namespace ORDER BY 2;
+SELECT 'nsp', nspname, nspowner::regrole, nspacl FROM pg_namespace
+ WHERE nspname !~ '^pg_(toast_)?temp_' ORDER BY 2;
 SELECT 'relacl', c.oid::regclass, c.relkind, c.relacl FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY({schemas}) ORDER BY 2;
 SELECT 'colacl', a.attrelid::regclass, a.attname, a.attacl FROM pg_attribute a
