@@ -8,8 +8,10 @@ CHATFLOW_TEST_HOST=chatflow-sandbox.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,6 +45,29 @@ INPUTS = shared(inventory_vars())
 PROJECT = INPUTS["chatflow_app_env_project_dir"]
 APP_USER = INPUTS["chatflow_app_env_user"]
 DB = INPUTS["chatflow_database_name"]
+
+
+def run_site(inventory: str, *extra: str, env: dict | None = None) -> tuple[dict, subprocess.CompletedProcess]:
+    """One run of site.yml from the control node with Ansible's JSON report: (report, process)."""
+    environment = dict(
+        os.environ,
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        **(env or {}),
+    )
+    res = subprocess.run(
+        ["ansible-playbook", str(REPO / "site.yml"), "-i", inventory, *extra],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPO,
+        check=False,
+        timeout=900,
+    )
+    assert "{" in res.stdout, f"ansible-playbook printed no report (rc {res.returncode}):\n{res.stderr[-3000:]}"
+    # The report is the first JSON document (profile_tasks may print around it).
+    report, _end = json.JSONDecoder().raw_decode(res.stdout[res.stdout.index("{") :])
+    return report, res
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import subprocess
 
 import pytest
 
-from conftest import HOST_NAME, INPUTS, PROJECT, REPO
+from conftest import HOST_NAME, INPUTS, PROJECT, run_site
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("CHATFLOW_TEST_FINGERPRINT"), reason="runs in the molecule scenario default only"
@@ -127,19 +127,7 @@ def site(*extra: str) -> dict:
     on; the JSON report."""
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     assert inventory, "MOLECULE_INVENTORY_FILE is not set: these tests run under molecule verify"
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    argv = ["ansible-playbook", str(REPO / "site.yml"), "-i", inventory, "-e", "chatflow_fingerprint_enabled=true"]
-    res = subprocess.run(
-        [*argv, *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        check=False,
-        timeout=900,
-    )
-    assert "{" in res.stdout, f"ansible-playbook printed no report (rc {res.returncode}):\n{res.stderr[-3000:]}"
-    report, _end = json.JSONDecoder().raw_decode(res.stdout[res.stdout.index("{") :])
+    report, res = run_site(inventory, "-e", "chatflow_fingerprint_enabled=true", *extra)
     assert res.returncode == 0, f"site.yml failed: {json.dumps(report['stats'])}\n{res.stderr[-2000:]}"
     return report
 

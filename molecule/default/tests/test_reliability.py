@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import DB, HOST_NAME, PROJECT, REPO, secret
+from conftest import DB, HOST_NAME, PROJECT, REPO, run_site, secret
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("CHATFLOW_TEST_RELIABILITY"), reason="runs in the molecule scenario reliability only"
@@ -289,24 +288,7 @@ def bad_input_runs(tmp_path_factory):
     }
     inventory = tmp_path_factory.mktemp("bad-inputs") / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {"chatflow_db": {"hosts": hosts, "vars": group_vars}}}}))
-    env = dict(
-        os.environ,
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_FORKS="10",
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-    )
-    res = subprocess.run(
-        ["ansible-playbook", str(REPO / "site.yml"), "-i", str(inventory)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        check=False,
-        timeout=900,
-    )
-    assert "{" in res.stdout, f"ansible-playbook printed no report (rc {res.returncode}):\n{res.stderr[-3000:]}"
-    # The report is the first JSON document (profile_tasks may print around it).
-    report, _end = json.JSONDecoder().raw_decode(res.stdout[res.stdout.index("{") :])
+    report, _res = run_site(str(inventory), env={"ANSIBLE_FORKS": "10"})
     return cases, report
 
 
