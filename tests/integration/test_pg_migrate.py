@@ -62,16 +62,16 @@ def ok(result: dict) -> dict:
     return result
 
 
-def seed(sock: Path) -> None:
-    result = run_module(
-        "pg_sql_apply",
-        sock,
-        path=[str(ROOT / "roles/chatflow_database/files/seed.sql")],
-        apply_role="chatflow_owner",
-        skip_unchanged=False,
-        settings=SEED_SETTINGS,
+def seed(sock: Path, path: Path = MIGRATIONS) -> None:
+    """The project's seed rows, through the module's seed step."""
+    ok(
+        migrate(
+            sock,
+            path,
+            seed={"seed.sql": (ROOT / "roles/chatflow_database/files/seed.sql").read_text()},
+            seed_settings=SEED_SETTINGS,
+        )
     )
-    assert result["rc"] == 0, result.get("msg")
 
 
 def canary(sock: Path) -> None:
@@ -696,7 +696,7 @@ def test_a_repair_on_a_big_live_table_never_blocks_its_writers_nor_rewrites_it(d
     for name in ("V003__messages_trigram_index.sql", "V005__messages_channel_fts_index.sql"):
         (mig / name).write_text("SELECT 1;\n")
     ok(migrate(db, mig))
-    seed(db)
+    seed(db, mig)
     psql(
         db,
         "INSERT INTO messages (channel_id, user_id, content) SELECT (SELECT id FROM channels LIMIT 1), "

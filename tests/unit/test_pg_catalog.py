@@ -56,10 +56,16 @@ def test_line_of_position_counts_from_one():
     assert pc.line_of_position(text, 0) is None
 
 
-def test_fingerprint_query_takes_only_the_schemas_parameter():
-    # psycopg2 interpolates %(name)s; every other percent sign must be doubled.
-    stripped = pc.FINGERPRINT_SQL.replace("%(schemas)s", "").replace("%%", "")
-    assert "%" not in stripped
+def test_catalog_fingerprint_query_names_the_schemas_and_has_no_placeholder():
+    sql = pc.catalog_fingerprint_sql(["public", "chatflow_meta"])
+    assert "ARRAY['public', 'chatflow_meta']::name[]" in sql and "@SCHEMAS@" not in sql
+    assert "%(" not in sql and "%%" not in sql
+
+
+@pytest.mark.parametrize("name", ["x'; DROP TABLE users; --", "", "9lives"])
+def test_catalog_fingerprint_query_refuses_what_is_not_a_schema_name(name):
+    with pytest.raises(ValueError, match="not a schema name"):
+        pc.catalog_fingerprint_sql(["public", name])
 
 
 def test_split_statements_respects_quotes_bodies_and_comments():

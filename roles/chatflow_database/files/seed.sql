@@ -4,8 +4,9 @@
 -- ON CONFLICT target, so a second run inserts nothing.
 --
 -- No password is in this file.  Each user's password is read from a session
--- setting and stored as a bcrypt hash (cost 12, pgcrypto), only when the user
--- is created:
+-- setting and stored as a bcrypt hash (cost 12, pgcrypto) when the user is
+-- created, and again when the setting no longer matches the stored hash (a
+-- changed seed password applies on the next run):
 --   PGOPTIONS='-c chatflow.seed_password_alice=... -c chatflow.seed_password_bob=...
 --              -c chatflow.seed_password_charlie=...' psql -d chatflow_mvp -f seed.sql
 -- The provisioning generates these passwords on the control node
@@ -22,6 +23,12 @@ FROM (VALUES
 ) AS v (email, username, display_name, status)
 WHERE NOT EXISTS (SELECT 1 FROM users u WHERE lower(u.username) = lower(v.username))
 ON CONFLICT ((lower(username))) DO NOTHING;
+
+-- A changed seed password replaces the hash; a matching one writes nothing.
+UPDATE users u
+SET password_hash = crypt(current_setting('chatflow.seed_password_' || lower(u.username)), gen_salt('bf', 12))
+WHERE lower(u.username) IN ('alice', 'bob', 'charlie')
+  AND u.password_hash <> crypt(current_setting('chatflow.seed_password_' || lower(u.username)), u.password_hash);
 
 INSERT INTO workspaces (name, description, owner_id)
 SELECT 'ChatFlow MVP Workspace', 'The team workspace of the ChatFlow MVP', u.id

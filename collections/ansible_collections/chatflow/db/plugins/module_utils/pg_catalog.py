@@ -196,108 +196,101 @@ def _has_code(statement):
     return False
 
 
-# Everything that defines the objects of the tracked schemas, one text line
-# each, sorted and hashed.  Privileges (ACLs) are left out on purpose: they are
-# managed by community.postgresql.postgresql_privs, not by the SQL files.
-# Names come out schema-qualified because the caller runs this with
-# search_path = pg_catalog.  The query takes one parameter, so format()'s
-# placeholders are written %%s.
-FINGERPRINT_SQL = """
+# The catalog fingerprint, the one definition of it: everything that defines
+# the objects of the tracked schemas, one text line each, sorted and hashed.
+# pg_migrate records it to skip its drift check when nothing moved, and
+# host_fingerprint folds it into the host's state.  Privileges count only
+# where PUBLIC holds them (the migrations revoke those; every other grant is
+# managed by community.postgresql.postgresql_privs and would make each grant a
+# "drift").  Names come out schema-qualified because the query runs with
+# search_path = pg_catalog.  No placeholders: psql runs it as it is.
+_FINGERPRINT_TEMPLATE = """
 SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) AS fingerprint,
        count(*) AS items
 FROM (
-    SELECT format('schema %%s owner=%%s', n.nspname, pg_get_userbyid(n.nspowner))
-      FROM pg_namespace n WHERE n.nspname = ANY(%(schemas)s)
+    SELECT format('schema %s owner=%s', n.nspname, pg_get_userbyid(n.nspowner))
+      FROM pg_namespace n WHERE n.nspname = ANY(@SCHEMAS@)
     UNION ALL
-    SELECT format('rel %%s.%%s kind=%%s owner=%%s persistence=%%s', n.nspname, c.relname,
-                  c.relkind, pg_get_userbyid(c.relowner), c.relpersistence)
+    SELECT format('rel %s.%s kind=%s owner=%s persistence=%s rls=%s force_rls=%s', n.nspname, c.relname,
+                  c.relkind, pg_get_userbyid(c.relowner), c.relpersistence, c.relrowsecurity,
+                  c.relforcerowsecurity)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+     WHERE n.nspname = ANY(@SCHEMAS@) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
     UNION ALL
-    SELECT format('col %%s.%%s.%%s %%s notnull=%%s default=%%s generated=%%s identity=%%s',
+    SELECT format('col %s.%s.%s %s notnull=%s default=%s generated=%s identity=%s',
                   n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
                   a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attgenerated, a.attidentity)
       FROM pg_attribute a
       JOIN pg_class c ON c.oid = a.attrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-     WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+     WHERE n.nspname = ANY(@SCHEMAS@) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
        AND a.attnum > 0 AND NOT a.attisdropped
     UNION ALL
-    SELECT format('con %%s.%%s %%s %%s validated=%%s', n.nspname, c.relname, co.conname,
+    SELECT format('con %s.%s %s %s validated=%s', n.nspname, c.relname, co.conname,
                   pg_get_constraintdef(co.oid), co.convalidated)
       FROM pg_constraint co
       JOIN pg_class c ON c.oid = co.conrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = ANY(%(schemas)s)
+     WHERE n.nspname = ANY(@SCHEMAS@)
     UNION ALL
-    SELECT format('idx %%s valid=%%s ready=%%s', pg_get_indexdef(i.indexrelid), i.indisvalid, i.indisready)
+    SELECT format('idx %s valid=%s ready=%s', pg_get_indexdef(i.indexrelid), i.indisvalid, i.indisready)
       FROM pg_index i
       JOIN pg_class c ON c.oid = i.indexrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = ANY(%(schemas)s)
+     WHERE n.nspname = ANY(@SCHEMAS@)
     UNION ALL
-    SELECT format('trg %%s enabled=%%s', pg_get_triggerdef(t.oid), t.tgenabled)
+    SELECT format('trg %s enabled=%s', pg_get_triggerdef(t.oid), t.tgenabled)
       FROM pg_trigger t
       JOIN pg_class c ON c.oid = t.tgrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal
+     WHERE n.nspname = ANY(@SCHEMAS@) AND NOT t.tgisinternal
     UNION ALL
-    SELECT format('fn %%s owner=%%s def=%%s', p.oid::regprocedure, pg_get_userbyid(p.proowner),
+    SELECT format('policy %s.%s %s permissive=%s cmd=%s roles=%s using=%s check=%s', p.schemaname,
+                  p.tablename, p.policyname, p.permissive, p.cmd, p.roles, p.qual, p.with_check)
+      FROM pg_policies p WHERE p.schemaname = ANY(@SCHEMAS@)
+    UNION ALL
+    SELECT format('fn %s owner=%s def=%s', p.oid::regprocedure, pg_get_userbyid(p.proowner),
                   md5(pg_get_functiondef(p.oid)))
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-     WHERE n.nspname = ANY(%(schemas)s) AND p.prokind IN ('f', 'p')
+     WHERE n.nspname = ANY(@SCHEMAS@) AND p.prokind IN ('f', 'p')
     UNION ALL
-    SELECT format('view %%s.%%s %%s', n.nspname, c.relname, md5(pg_get_viewdef(c.oid)))
+    SELECT format('view %s.%s %s', n.nspname, c.relname, md5(pg_get_viewdef(c.oid)))
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('v', 'm')
+     WHERE n.nspname = ANY(@SCHEMAS@) AND c.relkind IN ('v', 'm')
     UNION ALL
-    SELECT format('ext %%s %%s schema=%%s', e.extname, e.extversion, e.extnamespace::regnamespace)
+    SELECT format('public-acl %s %s grantable=%s', c.oid::regclass, a.privilege_type, a.is_grantable)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+     WHERE n.nspname = ANY(@SCHEMAS@) AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND a.grantee = 0
+    UNION ALL
+    SELECT format('public-acl %s %s grantable=%s', p.oid::regprocedure, a.privilege_type, a.is_grantable)
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+     WHERE n.nspname = ANY(@SCHEMAS@) AND p.prokind IN ('f', 'p') AND a.grantee = 0
+    UNION ALL
+    SELECT format('ext %s %s schema=%s', e.extname, e.extversion, e.extnamespace::regnamespace)
       FROM pg_extension e
 ) AS f (item)
 """
+
+
+def catalog_fingerprint_sql(schemas):
+    """The fingerprint query over `schemas` (valid identifiers), as one statement without placeholders.
+
+    It returns one row: (md5 of the catalog lines, number of lines).
+    """
+    for name in schemas:
+        if not valid_identifier(name):
+            raise ValueError("not a schema name: %r" % (name,))
+    literal = "ARRAY[%s]::name[]" % ", ".join("'%s'" % name for name in schemas)
+    return _FINGERPRINT_TEMPLATE.replace("@SCHEMAS@", literal).strip()
+
 
 # Rows inserted, updated or deleted by the current transaction.
 ROWS_WRITTEN_SQL = """
 SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint
   FROM pg_stat_xact_user_tables
-"""
-
-# Drift that rerunning an idempotent file cannot repair: an index left invalid
-# (a failed CREATE INDEX CONCURRENTLY; IF NOT EXISTS skips it), a trigger
-# disabled by hand, and an object handed to another owner (IF NOT EXISTS keeps
-# the intruder as owner).  Objects that belong to an extension are left alone.
-BROKEN_OBJECTS_SQL = """
-SELECT 'REINDEX INDEX ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-  FROM pg_index i
-  JOIN pg_class c ON c.oid = i.indexrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = ANY(%(schemas)s) AND NOT (i.indisvalid AND i.indisready)
-UNION ALL
-SELECT 'ALTER TABLE ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-       || ' ENABLE TRIGGER ' || quote_ident(t.tgname)
-  FROM pg_trigger t
-  JOIN pg_class c ON c.oid = t.tgrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal AND t.tgenabled = 'D'
-UNION ALL
-SELECT 'ALTER ' || CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'v' THEN 'VIEW'
-                                  WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END
-       || ' ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' OWNER TO ' || quote_ident(%(owner)s)
-  FROM pg_class c
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE %(owner)s <> '' AND n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
-   AND pg_get_userbyid(c.relowner) <> %(owner)s
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                      AND d.deptype IN ('e', 'a', 'i'))
-UNION ALL
-SELECT 'ALTER ROUTINE ' || p.oid::regprocedure::text || ' OWNER TO ' || quote_ident(%(owner)s)
-  FROM pg_proc p
-  JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE %(owner)s <> '' AND n.nspname = ANY(%(schemas)s) AND p.prokind IN ('f', 'p')
-   AND pg_get_userbyid(p.proowner) <> %(owner)s
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
-                      AND d.deptype = 'e')
 """
 
 

@@ -73,7 +73,7 @@ class Migration(object):
 
     def as_dict(self):
         return dict(
-            kind={"V": "versioned", "U": "down", "R": "repeatable"}[self.kind],
+            kind={"V": "versioned", "U": "down", "R": "repeatable", "S": "seed"}[self.kind],
             version=self.version,
             description=self.description.replace("_", " "),
             script=self.filename,
@@ -202,6 +202,25 @@ def load_migrations(files):
         downs,
         [repeatables[d] for d in sorted(repeatables)],
     )
+
+
+def load_seeds(files):
+    """Parse {filename: text} into the seed files, in name order.
+
+    A seed file is any ``.sql`` name (without a directory); it runs in a
+    transaction, so a no-transaction directive is refused.
+    """
+    seeds = []
+    for filename in sorted(files):
+        if "/" in filename or not filename.endswith(".sql"):
+            raise MigrationError("seed: %r is not a file name ending in .sql (keys are file names)" % filename)
+        seed = Migration("S", None, filename[: -len(".sql")], filename, files[filename])
+        if not seed.transactional:
+            raise MigrationError("seed: %s: seed files run in one transaction (no chatflow:no-transaction)" % filename)
+        if not seed.statements:
+            raise MigrationError("seed: %s holds no statement" % filename)
+        seeds.append(seed)
+    return seeds
 
 
 def parse_target(value, versions):

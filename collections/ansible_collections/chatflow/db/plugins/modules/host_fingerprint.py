@@ -215,7 +215,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import FINGERPRINT_SQL
+from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import catalog_fingerprint_sql
 
 # Cluster-wide state, in two parts that different roles own: the logins
 # (roles with their attributes and password hashes as md5 of the verifier,
@@ -263,8 +263,9 @@ SELECT 'migration', key, checksum, success FROM chatflow_meta.schema_migrations 
 
 def postgresql_commands(spec):
     """The psql runs that fingerprint a cluster: one per cluster-wide part, one per database."""
-    schemas = "ARRAY[%s]::name[]" % ", ".join("'%s'" % s.replace("'", "''") for s in spec.get("schemas", ["public"]))
-    catalog = FINGERPRINT_SQL.replace("%(schemas)s", schemas).replace("%%", "%").strip()
+    names = spec.get("schemas", ["public"])
+    schemas = "ARRAY[%s]::name[]" % ", ".join("'%s'" % s.replace("'", "''") for s in names)
+    catalog = catalog_fingerprint_sql(names)
     base = ["runuser", "-u", spec.get("os_user", "postgres"), "--", "psql", "-X", "-A", "-t", "-q"]
     base += ["-v", "ON_ERROR_STOP=1", "-p", str(spec.get("port", 5432))]
     commands = [

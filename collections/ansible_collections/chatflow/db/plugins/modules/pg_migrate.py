@@ -110,6 +110,24 @@ options:
     type: bool
     default: false
     version_added: "0.4.0"
+  seed:
+    description:
+      - Data files as a mapping of file name to content, run after the migrations and the drift repair of every
+        C(state=migrated) run, in name order, in one transaction, as I(apply_role), with C(search_path) set to
+        I(schema).
+      - They must be rerunnable (C(ON CONFLICT), C(WHERE NOT EXISTS), an C(UPDATE) only of rows that differ):
+        the run reports C(changed) when they write rows, so a deleted seed row comes back and a second run
+        writes nothing.
+      - Omit it to insert no data.
+    type: dict
+    version_added: "0.5.0"
+  seed_settings:
+    description:
+      - Custom settings (C(prefix.name) => value) set for the seed transaction with C(set_config), for the seed
+        to read with C(current_setting()), for example passwords it hashes. Values are never logged or returned.
+    type: dict
+    default: {}
+    version_added: "0.5.0"
   lock_timeout:
     description: C(lock_timeout) of each transaction, so that a busy table fails the run instead of stalling the app.
     type: str
@@ -126,7 +144,7 @@ notes:
   - The repair never drops what the migrations do not define; such objects are returned as C(unmanaged).
   - A column type repair converts in place (C(USING col::type)), with C(TimeZone) set to UTC.
 seealso:
-  - module: chatflow.db.pg_sql_apply
+  - module: chatflow.db.host_fingerprint
 author:
   - ChatFlow platform team
 """
@@ -151,6 +169,19 @@ EXAMPLES = r"""
     apply_role: chatflow_owner
     baseline_version: 1
   register: migration
+
+- name: Migrate, then insert the seed rows that are missing, handing their passwords to the SQL as settings
+  become: true
+  become_user: postgres
+  chatflow.db.pg_migrate:
+    login_db: chatflow_mvp
+    path: /var/lib/chatflow/sql/migrations
+    apply_role: chatflow_owner
+    seed:
+      seed.sql: "{{ lookup('ansible.builtin.file', 'files/seed.sql', rstrip=false) }}"
+    seed_settings:
+      chatflow.seed_password_alice: "{{ alice_password }}"
+  no_log: true
 
 - name: Roll back to version 2
   become: true
@@ -230,12 +261,21 @@ drift_checked:
   description: Whether the live schema was compared with the shadow schema (false when the fingerprint matched).
   returned: always
   type: bool
+seeded:
+  description: The seed files run (in check mode, that would run).
+  returned: always
+  type: list
+  elements: str
+seed_rows:
+  description: Rows the seed files inserted, updated or deleted (in check mode, would).
+  returned: always
+  type: int
 current_version:
   description: Highest applied version at the end of the run.
   returned: always
   type: int
 fingerprint:
-  description: sha256 of the managed catalog at the end of the run.
+  description: md5 of the managed catalog at the end of the run (host_fingerprint reads the same fingerprint).
   returned: always
   type: str
 queries:
@@ -250,8 +290,6 @@ duration_ms:
 """
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import time
@@ -265,10 +303,13 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
     postgres_common_argument_spec,
 )
 from ansible_collections.chatflow.db.plugins.module_utils.pg_catalog import (
+    ROWS_WRITTEN_SQL,
+    catalog_fingerprint_sql,
     executed_query,
     tuple_cursor,
     describe_error,
     valid_identifier,
+    valid_setting_name,
 )
 from ansible_collections.chatflow.db.plugins.module_utils.pg_drift import (
     ALL_KINDS,
@@ -285,6 +326,7 @@ from ansible_collections.chatflow.db.plugins.module_utils.pg_migrate_plan import
     MigrationError,
     created_index_name,
     load_migrations,
+    load_seeds,
     parse_target,
     plan_migrate,
     plan_rollback,
@@ -307,13 +349,14 @@ class Failure(Exception):
 
 
 class Migrator(object):
-    def __init__(self, module, conn, files):
+    def __init__(self, module, conn, files, seeds=()):
         self.module = module
         self.params = module.params
         self.conn = conn
         self.cursor = tuple_cursor(conn)
         self.check = module.check_mode
         self.versioned, self.downs, self.repeatables = files
+        self.seeds = list(seeds)
         self.schema = self.params["schema"]
         self.table = "%s.%s" % (qident(self.params["tracking_schema"]), qident(self.params["tracking_table"]))
         self.state_table = "%s.%s" % (qident(self.params["tracking_schema"]), "schema_state")
@@ -330,6 +373,8 @@ class Migrator(object):
             deferred=[],
             unmanaged=[],
             checksum_repaired=[],
+            seeded=[],
+            seed_rows=0,
             drift_checked=False,
             current_version=0,
             fingerprint="",
@@ -504,14 +549,12 @@ class Migrator(object):
         )
 
     def fingerprint(self):
-        """sha256 of what the drift check compares, plus the extensions; PUBLIC's privileges only."""
+        """The catalog fingerprint of the schema (pg_catalog's, the one host_fingerprint also reads)."""
         self.execute("SET LOCAL search_path = pg_catalog", log=False)
-        snap = read_snapshot(self.cursor, self.schema, self.schema)
-        snap["acl"] = dict((k, v) for k, v in snap["acl"].items() if v["grantee"] == "PUBLIC")
-        self.execute(EXTENSIONS_SQL, log=False)
-        snap["extension"] = sorted(self.cursor.fetchall())
+        self.execute(catalog_fingerprint_sql([self.schema]), log=False)
+        digest = self.cursor.fetchone()[0]
         self.execute("RESET search_path", log=False)
-        return hashlib.sha256(json.dumps(snap, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+        return digest
 
     def schema_has_tables(self):
         self.execute(
@@ -559,6 +602,29 @@ class Migrator(object):
         if not self.check:
             done.update(m.key for m in plan["pending"])
         self.result["pending"] = [m.filename for m in self.versioned if m.key not in done]
+        self.seed()
+
+    def seed(self):
+        """The seed files in one transaction as apply_role, with their settings: changed when they write rows."""
+        if not self.seeds:
+            return
+        self.begin()
+        self.execute(ROWS_WRITTEN_SQL, log=False)
+        before = int(self.cursor.fetchone()[0])
+        for name, value in sorted(self.params["seed_settings"].items()):
+            self.execute("SELECT set_config(%s, %s, true)", (name, "" if value is None else str(value)), log=False)
+        self.execute("SET LOCAL search_path = %s" % qident(self.schema), log=False)
+        self.set_role()
+        for seed in self.seeds:
+            self.run_statements(seed)
+            self.result["seeded"].append(seed.filename)
+        self.execute("RESET ROLE", log=False)
+        self.execute("RESET search_path", log=False)
+        self.execute(ROWS_WRITTEN_SQL, log=False)
+        self.result["seed_rows"] = int(self.cursor.fetchone()[0]) - before
+        self.commit()
+        if self.result["seed_rows"]:
+            self.result["changed"] = True
 
     def adopt(self, applied):
         """A schema with tables but no history is recorded as at the baseline version (or refused)."""
@@ -930,6 +996,8 @@ def argument_spec():
     spec.update(
         path=dict(type="path"),
         files=dict(type="dict"),
+        seed=dict(type="dict"),
+        seed_settings=dict(type="dict", default={}, no_log=True),
         login_db=dict(type="str", required=True, aliases=["db"]),
         state=dict(type="str", default="migrated", choices=["migrated", "rolled_back"]),
         target=dict(type="str", default="latest"),
@@ -964,11 +1032,18 @@ def check_params(params):
         return "baseline_version: must be a version number of 1 or more"
     if params["lock_wait"] < 0:
         return "lock_wait: must be 0 or more seconds"
+    for name in params["seed_settings"]:
+        if not valid_setting_name(name):
+            return (
+                "seed_settings: %r is not a valid custom setting name; use prefix.name "
+                "(letters, digits, underscores)" % (name,)
+            )
     return None
 
 
 def load_files(module, params):
-    """(files, target): the parsed migrations and the target version; MigrationError names the problem."""
+    """(files, target, seeds): the parsed migrations, the target version and the seed files;
+    MigrationError names the problem."""
     if params["files"] is not None:
         texts = dict((name, str(text)) for name, text in params["files"].items() if name.endswith(".sql"))
         if any("/" in name for name in texts):
@@ -985,7 +1060,8 @@ def load_files(module, params):
             "baseline_version: there is no migration with version %d (known: %s)"
             % (params["baseline_version"], ", ".join(str(v) for v in versions) or "none")
         )
-    return files, target
+    seeds = load_seeds(dict((name, str(text)) for name, text in (params["seed"] or {}).items()))
+    return files, target, seeds
 
 
 def run(module, migrator, target, started):
@@ -1027,14 +1103,14 @@ def main():
     if problem:
         module.fail_json(msg=problem)
     try:
-        files, target = load_files(module, params)
+        files, target, seeds = load_files(module, params)
     except MigrationError as exc:
         module.fail_json(msg="%s: %s" % (params["path"] or "files", exc))
 
     started = time.monotonic()
     ensure_required_libs(module)
     conn, _err = connect_to_db(module, get_conn_params(module, params), autocommit=True)
-    migrator = Migrator(module, conn, files)
+    migrator = Migrator(module, conn, files, seeds)
     try:
         run(module, migrator, target, started)
     finally:
