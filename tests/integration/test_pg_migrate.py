@@ -402,6 +402,23 @@ DRIFT_CASES = {
         {("index", "idx_users_email")},
         True,
     ),
+    "primary key and unique constraint dropped": (
+        "ALTER TABLE reactions DROP CONSTRAINT reactions_pkey;"
+        "ALTER TABLE channel_members DROP CONSTRAINT channel_members_channel_id_user_id_key",
+        {
+            # Attached with USING INDEX: the index built concurrently now has the constraint's name.
+            "SELECT string_agg(co.conname || '=' || i.relname, ',' ORDER BY co.conname) FROM pg_constraint co "
+            "JOIN pg_class i ON i.oid = co.conindid WHERE co.conname IN ('reactions_pkey', "
+            "'channel_members_channel_id_user_id_key')": "channel_members_channel_id_user_id_key="
+            "channel_members_channel_id_user_id_key,reactions_pkey=reactions_pkey",
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_repair'": "0",
+        },
+        {
+            ("constraint", "reactions.reactions_pkey"),
+            ("constraint", "channel_members.channel_members_channel_id_user_id_key"),
+        },
+        True,
+    ),
     "dropped and disabled triggers": (
         "DROP TRIGGER trigger_channels_sync_type ON channels;"
         "ALTER TABLE users DISABLE TRIGGER trigger_update_users_timestamp",
@@ -712,12 +729,25 @@ def test_a_repair_on_a_big_live_table_never_blocks_its_writers_nor_rewrites_it(d
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'messages'::regclass "
         "AND attname = 'type'"
     )
-    psql(db, f"DROP INDEX {index}; ALTER TABLE messages ALTER COLUMN type TYPE varchar(20)")  # fmt: skip
+    # The primary key goes with the foreign keys that reference it; a check constraint goes too.
+    psql(
+        db,
+        f"DROP INDEX {index}; ALTER TABLE messages ALTER COLUMN type TYPE varchar(20);"
+        "ALTER TABLE messages DROP CONSTRAINT messages_pkey CASCADE, DROP CONSTRAINT messages_content_length",
+    )
 
     with Writers(db) as writers:
         repaired = ok(migrate(db, mig))
     assert writers.failures == [] and writers.inserted > 0, writers.failures[:3]
-    assert any(s.startswith(f"CREATE INDEX CONCURRENTLY {index} ") for s in repaired["repaired"]), repaired["repaired"]
+    done = repaired["repaired"]
+    assert any(s.startswith(f"CREATE INDEX CONCURRENTLY {index} ") for s in done), done
+    assert 'CREATE UNIQUE INDEX CONCURRENTLY "messages_pkey_repair" ON public.messages USING btree (id)' in done
+    assert any(s.endswith('PRIMARY KEY USING INDEX "messages_pkey_repair"') for s in done), done
+    assert any(s.endswith("NOT VALID") and "messages_content_length" in s for s in done), done
+    assert psql(db, "SELECT bool_and(convalidated) FROM pg_constraint WHERE conrelid = 'messages'::regclass") == "t"
+    assert (
+        psql(db, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = 'messages'::regclass") != "0"
+    )
     assert psql(db, f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{index}'::regclass") == "t"
     assert psql(db, column_type) == "character varying(20)"
     assert [d["object"] for d in repaired["deferred"]] == ["messages.type"]

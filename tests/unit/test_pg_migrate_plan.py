@@ -256,7 +256,12 @@ def snapshot_with_users():
         position=2,
     )
     snap["constraint"]["users.users_pkey"] = dict(
-        table="users", name="users_pkey", type="p", definition="PRIMARY KEY (id)", validated=True
+        table="users",
+        name="users_pkey",
+        type="p",
+        definition="PRIMARY KEY (id)",
+        validated=True,
+        index="CREATE UNIQUE INDEX users_pkey ON public.users USING btree (id)",
     )
     snap["index"]["idx_users_email"] = dict(
         table="users",
@@ -279,9 +284,9 @@ def test_identical_snapshots_need_no_repair():
 def test_a_missing_table_is_created_from_the_shadow_then_its_constraints_and_indexes():
     repairs, _ = diff_snapshots(snapshot_with_users(), empty(), "public")
     assert statements(repairs) == [
-        "CREATE TABLE public.users (LIKE chatflow_migrate_shadow.users INCLUDING DEFAULTS INCLUDING GENERATED "
-        "INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION)",
-        "ALTER TABLE public.users ADD CONSTRAINT users_pkey PRIMARY KEY (id)",
+        'CREATE TABLE "public"."users" (LIKE "chatflow_migrate_shadow"."users" INCLUDING DEFAULTS INCLUDING '
+        "GENERATED INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION)",
+        'ALTER TABLE "public"."users" ADD CONSTRAINT "users_pkey" PRIMARY KEY (id)',
         "CREATE UNIQUE INDEX idx_users_email ON public.users USING btree (lower((email)::text))",
     ]
 
@@ -292,10 +297,11 @@ def test_column_drift_becomes_alter_column_statements():
     del live["column"]["users.id"]
     repairs, _ = diff_snapshots(snapshot_with_users(), live, "public")
     assert statements(repairs) == [
-        "ALTER TABLE public.users ADD COLUMN id uuid DEFAULT gen_random_uuid() NOT NULL",
-        "ALTER TABLE public.users ALTER COLUMN email TYPE character varying(255) USING email::character varying(255)",
-        "ALTER TABLE public.users ALTER COLUMN email DROP DEFAULT",
-        "ALTER TABLE public.users ALTER COLUMN email SET NOT NULL",
+        'ALTER TABLE "public"."users" ADD COLUMN "id" uuid DEFAULT gen_random_uuid() NOT NULL',
+        'ALTER TABLE "public"."users" ALTER COLUMN "email" TYPE character varying(255) USING "email"::character '
+        "varying(255)",
+        'ALTER TABLE "public"."users" ALTER COLUMN "email" DROP DEFAULT',
+        'ALTER TABLE "public"."users" ALTER COLUMN "email" SET NOT NULL',
     ]
 
 
@@ -304,19 +310,59 @@ def test_a_changed_index_is_dropped_and_created_and_an_invalid_one_reindexed_con
     live["index"]["idx_users_email"]["definition"] = "CREATE INDEX idx_users_email ON public.users USING btree (email)"
     repairs = diff_snapshots(snapshot_with_users(), live, "public")[0]
     assert statements(repairs) == [
-        "DROP INDEX CONCURRENTLY public.idx_users_email",
+        'DROP INDEX CONCURRENTLY "public"."idx_users_email"',
         "CREATE UNIQUE INDEX CONCURRENTLY idx_users_email ON public.users USING btree (lower((email)::text))",
     ]
     assert all(r.concurrent for r in repairs)  # outside the transaction: writers are never blocked
     live = snapshot_with_users()
     live["index"]["idx_users_email"]["valid"] = False
     assert statements(diff_snapshots(snapshot_with_users(), live, "public")[0]) == [
-        "REINDEX INDEX CONCURRENTLY public.idx_users_email"
+        'REINDEX INDEX CONCURRENTLY "public"."idx_users_email"'
     ]
     live = snapshot_with_users()
     del live["index"]["idx_users_email"]
     (missing,) = diff_snapshots(snapshot_with_users(), live, "public")[0]
     assert missing.concurrent and missing.statements[0].startswith("CREATE UNIQUE INDEX CONCURRENTLY idx_users_email ")
+
+
+def test_a_missing_key_of_a_table_that_stays_gets_its_index_built_concurrently_then_attached():
+    live = snapshot_with_users()
+    del live["constraint"]["users.users_pkey"]
+    (repair,) = diff_snapshots(snapshot_with_users(), live, "public")[0]
+    assert repair.concurrent and repair.statements == [
+        'DROP INDEX CONCURRENTLY IF EXISTS "public"."users_pkey_repair"',
+        'CREATE UNIQUE INDEX CONCURRENTLY "users_pkey_repair" ON public.users USING btree (id)',
+        'ALTER TABLE "public"."users" ADD CONSTRAINT "users_pkey" PRIMARY KEY USING INDEX "users_pkey_repair"',
+    ]
+    live["constraint"]["users.users_pkey"] = dict(snapshot_with_users()["constraint"]["users.users_pkey"])
+    live["constraint"]["users.users_pkey"]["definition"] = "PRIMARY KEY (email)"
+    (changed,) = diff_snapshots(snapshot_with_users(), live, "public")[0]
+    assert changed.statements[-1] == (
+        'ALTER TABLE "public"."users" DROP CONSTRAINT "users_pkey", ADD CONSTRAINT "users_pkey" PRIMARY KEY '
+        'USING INDEX "users_pkey_repair"'
+    )
+
+
+def test_a_missing_check_or_foreign_key_is_added_not_valid_then_validated_after_the_transaction():
+    desired = snapshot_with_users()
+    desired["constraint"]["users.users_email_check"] = dict(
+        table="users",
+        name="users_email_check",
+        type="c",
+        definition="CHECK (length(email) > 0)",
+        validated=True,
+        index=None,
+    )
+    (repair,) = diff_snapshots(desired, snapshot_with_users(), "public")[0]
+    assert repair.concurrent and repair.statements == [
+        'ALTER TABLE "public"."users" ADD CONSTRAINT "users_email_check" CHECK (length(email) > 0) NOT VALID',
+        'ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_email_check"',
+    ]
+    live = snapshot_with_users()
+    live["constraint"]["users.users_email_check"] = dict(desired["constraint"]["users.users_email_check"])
+    live["constraint"]["users.users_email_check"]["validated"] = False
+    (validate,) = diff_snapshots(desired, live, "public")[0]
+    assert validate.concurrent and validate.statements == [repair.statements[1]]
 
 
 def test_a_drifted_column_type_is_deferred_unless_rewrites_are_allowed():
@@ -325,7 +371,8 @@ def test_a_drifted_column_type_is_deferred_unless_rewrites_are_allowed():
     (routine,) = diff_snapshots(snapshot_with_users(), live, "public", rewrite=False)[0]
     assert routine.deferred and "exclusive lock" in routine.problem
     assert routine.statements == [
-        "ALTER TABLE public.users ALTER COLUMN email TYPE character varying(255) USING email::character varying(255)"
+        'ALTER TABLE "public"."users" ALTER COLUMN "email" TYPE character varying(255) USING "email"::character '
+        "varying(255)"
     ]
     (asked,) = diff_snapshots(snapshot_with_users(), live, "public", rewrite=True)[0]
     assert not asked.deferred and asked.statements == routine.statements
@@ -340,7 +387,9 @@ def test_owner_repairs_come_first_and_unknown_objects_are_only_reported():
     )
     del live["index"]["idx_users_email"]
     repairs, unmanaged = diff_snapshots(snapshot_with_users(), live, "public")
-    assert repairs[0].phase == "owner" and repairs[0].statements == ["ALTER TABLE public.users OWNER TO chatflow_owner"]
+    assert repairs[0].phase == "owner" and repairs[0].statements == [
+        'ALTER TABLE "public"."users" OWNER TO "chatflow_owner"'
+    ]
     assert unmanaged == ["column users.extra", "index hotfix"]
     assert not any("DROP" in s for s in statements(repairs))
 
@@ -360,18 +409,28 @@ def test_a_structure_only_diff_leaves_functions_triggers_views_and_privileges():
 def test_public_privileges_are_revoked_and_migration_grants_restored():
     desired = snapshot_with_users()
     desired["acl"]["TABLE public.users reporter SELECT"] = dict(
-        objtype="TABLE", object="public.users", grantee="reporter", privilege="SELECT", grantable=False
+        objtype="TABLE",
+        object="public.users",
+        grantee="reporter",
+        privilege="SELECT",
+        grantable=False,
+        relation="users",
     )
     live = snapshot_with_users()
     for privilege in ("SELECT", "DELETE"):
         live["acl"][f"TABLE public.users PUBLIC {privilege}"] = dict(
-            objtype="TABLE", object="public.users", grantee="PUBLIC", privilege=privilege, grantable=False
+            objtype="TABLE",
+            object="public.users",
+            grantee="PUBLIC",
+            privilege=privilege,
+            grantable=False,
+            relation="users",
         )
     live["acl"]["TABLE public.users app INSERT"] = dict(
-        objtype="TABLE", object="public.users", grantee="app", privilege="INSERT", grantable=False
+        objtype="TABLE", object="public.users", grantee="app", privilege="INSERT", grantable=False, relation="users"
     )
     assert statements(diff_snapshots(desired, live, "public")[0]) == [
-        "GRANT SELECT ON TABLE public.users TO reporter",
+        'GRANT SELECT ON TABLE public.users TO "reporter"',
         "REVOKE DELETE, SELECT ON TABLE public.users FROM PUBLIC",
     ]
 
@@ -384,13 +443,13 @@ def test_views_over_a_retyped_column_are_rebuilt_and_unknown_ones_refused():
     live["view"]["emails"] = dict(view)
     repairs, _ = diff_snapshots(desired, live, "public", dependent_views=lambda tables: ["emails"])
     assert [(r.phase, r.statements[0].split(" (")[0]) for r in repairs] == [
-        ("drop_view", "DROP MATERIALIZED VIEW public.emails"),
+        ("drop_view", 'DROP MATERIALIZED VIEW "public"."emails"'),
         (
             "column",
-            "ALTER TABLE public.users ALTER COLUMN email TYPE character varying(255) USING email::character "
+            'ALTER TABLE "public"."users" ALTER COLUMN "email" TYPE character varying(255) USING "email"::character '
             "varying(255)",
         ),
-        ("view", "CREATE MATERIALIZED VIEW public.emails AS SELECT users.email FROM public.users WITH DATA"),
+        ("view", 'CREATE MATERIALIZED VIEW "public"."emails" AS SELECT users.email FROM public.users WITH DATA'),
     ]
     del desired["view"]["emails"]
     repairs, _ = diff_snapshots(desired, live, "public", dependent_views=lambda tables: ["emails"])
@@ -430,7 +489,7 @@ def test_generated_columns_are_added_with_their_expression():
     col = dict(
         column="is_edited", type="boolean", notnull=False, default="(edited_at IS NOT NULL)", generated="s", identity=""
     )
-    assert column_definition(col) == "is_edited boolean GENERATED ALWAYS AS ((edited_at IS NOT NULL)) STORED"
+    assert column_definition(col) == '"is_edited" boolean GENERATED ALWAYS AS ((edited_at IS NOT NULL)) STORED'
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,8 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.community.postgresql.plugins.module_utils.database import pg_quote_identifier
+
 SHADOW_SCHEMA = "chatflow_migrate_shadow"
 
 # Each query takes %(schema)s and runs with search_path = pg_catalog.
@@ -56,7 +58,8 @@ SNAPSHOT_SQL = {
          ORDER BY c.relname, a.attnum
     """,
     "constraint": """
-        SELECT c.relname, co.conname, co.contype, pg_get_constraintdef(co.oid), co.convalidated
+        SELECT c.relname, co.conname, co.contype, pg_get_constraintdef(co.oid), co.convalidated,
+               CASE WHEN co.contype IN ('p', 'u') THEN pg_get_indexdef(co.conindid) END
           FROM pg_constraint co
           JOIN pg_class c ON c.oid = co.conrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -100,7 +103,7 @@ SNAPSHOT_SQL = {
     "acl": """
         SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass::text,
                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
-               a.privilege_type, a.is_grantable
+               a.privilege_type, a.is_grantable, c.relname
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
           CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
@@ -108,7 +111,7 @@ SNAPSHOT_SQL = {
         UNION ALL
         SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::regprocedure::text,
                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
-               a.privilege_type, a.is_grantable
+               a.privilege_type, a.is_grantable, NULL
           FROM pg_proc p
           JOIN pg_namespace n ON n.oid = p.pronamespace
           CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
@@ -137,102 +140,31 @@ ALL_KINDS = ("table", "column", "constraint", "index", "view", "function", "trig
 
 
 def qident(name):
-    """Quote an identifier the way quote_ident does."""
-    if re.match(r"^[a-z_][a-z0-9_$]*$", name) and name not in _RESERVED:
-        return name
-    return '"' + name.replace('"', '""') + '"'
+    """One identifier for a statement we build, always double-quoted, by community.postgresql's helper.
 
-
-# Enough reserved words to be safe for the names we meet (quote_ident quotes these).
-_RESERVED = frozenset(
-    (
-        "all",
-        "analyse",
-        "analyze",
-        "and",
-        "any",
-        "array",
-        "as",
-        "asc",
-        "asymmetric",
-        "both",
-        "case",
-        "cast",
-        "check",
-        "collate",
-        "column",
-        "constraint",
-        "create",
-        "current_catalog",
-        "current_date",
-        "current_role",
-        "current_time",
-        "current_timestamp",
-        "current_user",
-        "default",
-        "deferrable",
-        "desc",
-        "distinct",
-        "do",
-        "else",
-        "end",
-        "except",
-        "false",
-        "fetch",
-        "for",
-        "foreign",
-        "from",
-        "grant",
-        "group",
-        "having",
-        "in",
-        "initially",
-        "intersect",
-        "into",
-        "lateral",
-        "leading",
-        "limit",
-        "localtime",
-        "localtimestamp",
-        "not",
-        "null",
-        "offset",
-        "on",
-        "only",
-        "or",
-        "order",
-        "placing",
-        "primary",
-        "references",
-        "returning",
-        "select",
-        "session_user",
-        "some",
-        "symmetric",
-        "table",
-        "then",
-        "to",
-        "trailing",
-        "true",
-        "union",
-        "unique",
-        "user",
-        "using",
-        "variadic",
-        "when",
-        "where",
-        "window",
-        "with",
-    )
-)
+    A name with a dot is refused (SQLParseError): ours never have one, and a
+    qualified name is built from its quoted parts.
+    """
+    return pg_quote_identifier(name, "role")
 
 
 def rename_schema(text, source, target):
-    """Rewrite `source.` qualifications in a catalog text to `target.`."""
+    """Rewrite `source.` qualifications in a catalog text to `target.`.
+
+    target is spelled as the catalog's deparsers spell it (the server's
+    quote_ident: see spelled()), so that the renamed text reads as if the
+    objects had been made in that schema.
+    """
     if text is None or source == target:
         return text
     pattern = re.compile(r'(?<![A-Za-z0-9_$"])(?:%s|"%s")\.' % (re.escape(source), re.escape(source)))
-    return pattern.sub(qident(target) + ".", text)
+    return pattern.sub(lambda _match: target + ".", text)
+
+
+def spelled(cursor, name):
+    """A name as the catalog's deparsers write it: the server's own quote_ident."""
+    cursor.execute("SELECT quote_ident(%s)", (name,))
+    return cursor.fetchone()[0]
 
 
 def read_snapshot(cursor, schema, as_schema):
@@ -242,13 +174,15 @@ def read_snapshot(cursor, schema, as_schema):
     search_path = pg_catalog set by the caller.
     """
 
+    target = spelled(cursor, as_schema)
+
     def r(text):
-        return rename_schema(text, schema, as_schema)
+        return rename_schema(text, schema, target)
 
     snap = {}
     for kind in ALL_KINDS:
         cursor.execute(SNAPSHOT_SQL[kind], {"schema": schema})
-        snap[kind] = dict(_ROW_READERS[kind](row, r, as_schema) for row in cursor.fetchall())
+        snap[kind] = dict(_ROW_READERS[kind](row, r, target) for row in cursor.fetchall())
     return snap
 
 
@@ -266,8 +200,9 @@ def _column_row(row, r, as_schema):
 
 
 def _constraint_row(row, r, as_schema):
-    table, name, contype, definition, validated = row
+    table, name, contype, definition, validated, index = row
     record = dict(table=table, name=name, type=contype, definition=r(definition), validated=bool(validated))
+    record["index"] = r(index)  # the unique index behind a primary key or unique constraint
     return "%s.%s" % (table, name), record
 
 
@@ -298,9 +233,10 @@ def _policy_row(row, r, as_schema):
 
 
 def _acl_row(row, r, as_schema):
-    objtype, name, grantee, privilege, grantable = row
+    objtype, name, grantee, privilege, grantable, relation = row
     obj = r(name) if objtype in ("FUNCTION", "PROCEDURE") else _qualify(r(name), as_schema)
     record = dict(objtype=objtype, object=obj, grantee=grantee, privilege=privilege, grantable=bool(grantable))
+    record["relation"] = relation  # the table's or view's own name (None for a routine)
     return "%s %s %s %s" % (objtype, obj, grantee, privilege), record
 
 
@@ -318,8 +254,10 @@ _ROW_READERS = {
 
 
 def _qualify(name, schema):
-    """regclass text is unqualified for pg_catalog-visible names only; ours always have a dot."""
-    return name if "." in name else "%s.%s" % (qident(schema), name)
+    """regclass text is unqualified for pg_catalog-visible names only; ours always have a dot.
+
+    schema is spelled as the catalog spells it, like the regclass text."""
+    return name if "." in name else "%s.%s" % (schema, name)
 
 
 class Repair(object):
@@ -621,16 +559,54 @@ class _Diff(object):
         self.extra("constraint", keep=self.in_desired_table("constraint"))
 
     def constraint(self, key, want, have):
+        """A constraint of a new (empty) table is added in the transaction.  On a table that stays, the
+        repair runs after the transaction and never holds a lock that blocks writers for longer than a
+        catalog update: a primary key or unique constraint gets its index built CONCURRENTLY and
+        attached with USING INDEX; a check or foreign key is added NOT VALID, then validated (which
+        lets writers go on).  An exclusion constraint is added in the transaction."""
         phase = "foreign_key" if want["type"] == "f" else "constraint"
         table, name = self.rel(want["table"]), qident(want["name"])
+        validate = "ALTER TABLE %s VALIDATE CONSTRAINT %s" % (table, name)
+        if have is not None and (
+            have["definition"] == want["definition"] or have["definition"] in want.get("alternatives", ())
+        ):
+            if want["validated"] and not have["validated"]:
+                self.later(phase, "constraint", key, "not validated", validate)
+            return
+        problem = "missing" if have is None else "definition is %s" % have["definition"]
+        drop = [] if have is None else ["ALTER TABLE %s DROP CONSTRAINT %s" % (table, name)]
         add_sql = "ALTER TABLE %s ADD CONSTRAINT %s %s" % (table, name, want["definition"])
-        if have is None:
-            self.add(phase, "constraint", key, "missing", add_sql)
-        elif have["definition"] != want["definition"] and have["definition"] not in want.get("alternatives", ()):
-            drop = "ALTER TABLE %s DROP CONSTRAINT %s" % (table, name)
-            self.add(phase, "constraint", key, "definition is %s" % have["definition"], drop, add_sql)
-        elif want["validated"] and not have["validated"]:
-            self.add(phase, "constraint", key, "not validated", "ALTER TABLE %s VALIDATE CONSTRAINT %s" % (table, name))
+        if want["table"] in self.missing_tables or want["type"] not in ("p", "u", "c", "f"):
+            self.add(phase, "constraint", key, problem, *drop, add_sql)
+        elif want["type"] in ("p", "u"):
+            self.later(phase, "constraint", key, problem, *self.keyed(want, drop))
+        else:
+            checked = [validate] if want["validated"] else []
+            self.later(phase, "constraint", key, problem, *drop, add_sql + " NOT VALID", *checked)
+
+    def keyed(self, want, drop):
+        """Build a key's unique index concurrently under a temporary name, then attach it (renamed)."""
+        table, name = self.rel(want["table"]), qident(want["name"])
+        temporary = want["name"][:56] + "_repair"
+        keyword = "PRIMARY KEY" if want["type"] == "p" else "UNIQUE"
+        deferrable = re.search(r"(?:NOT )?DEFERRABLE(?: INITIALLY (?:DEFERRED|IMMEDIATE))?", want["definition"])
+        attach = "ALTER TABLE %s %sADD CONSTRAINT %s %s USING INDEX %s%s" % (
+            table,
+            "DROP CONSTRAINT %s, " % name if drop else "",
+            name,
+            keyword,
+            qident(temporary),
+            " " + deferrable.group(0) if deferrable else "",
+        )
+        return [
+            "DROP INDEX CONCURRENTLY IF EXISTS %s" % self.rel(temporary),
+            concurrent_index(index_named(want["index"], qident(temporary))),
+            attach,
+        ]
+
+    def later(self, phase, kind, obj, problem, *statements):
+        """A repair run after the transaction, each statement on its own (see Repair.concurrent)."""
+        self.repairs.append(Repair(phase, kind, obj, problem, statements, concurrent=True))
 
     # --- views and materialized views -------------------------------------
     def views(self):
@@ -686,7 +662,7 @@ class _Diff(object):
         self.extra("index", keep=lambda n: self.live["index"][n]["table"] in relations)
 
     def concurrently(self, name, problem, *statements):
-        self.repairs.append(Repair("index", "index", name, problem, statements, concurrent=True))
+        self.later("index", "index", name, problem, *statements)
 
     # --- functions --------------------------------------------------------
     def functions(self):
@@ -754,10 +730,10 @@ class _Diff(object):
         self.new_routines_revokes()
 
     def grants(self):
-        recreated = set(self.rel(n) for n in self.missing_tables | self.recreated_views)
+        recreated = self.missing_tables | self.recreated_views
         grants = {}
         for key, want in sorted(self.desired["acl"].items()):
-            if key not in self.live["acl"] or want["object"] in recreated:
+            if key not in self.live["acl"] or want["relation"] in recreated:
                 group = (want["objtype"], want["object"], want["grantee"], want["grantable"])
                 grants.setdefault(group, []).append(want["privilege"])
         for (objtype, obj, grantee, grantable), privileges in sorted(grants.items()):
@@ -776,17 +752,17 @@ class _Diff(object):
                 ),
             )
 
-    def managed_by_migrations(self, objtype, obj):
-        if objtype in ("FUNCTION", "PROCEDURE"):
-            return obj in self.desired["function"]
-        return obj in set(self.rel(n) for n in list(self.desired["table"]) + list(self.desired["view"]))
+    def managed_by_migrations(self, have):
+        if have["objtype"] in ("FUNCTION", "PROCEDURE"):
+            return have["object"] in self.desired["function"]
+        return have["relation"] in self.desired["table"] or have["relation"] in self.desired["view"]
 
     def public_revokes(self):
         revokes = {}
         for key, have in sorted(self.live["acl"].items()):
             if have["grantee"] != "PUBLIC" or key in self.desired["acl"]:
                 continue
-            if self.managed_by_migrations(have["objtype"], have["object"]):
+            if self.managed_by_migrations(have):
                 revokes.setdefault((have["objtype"], have["object"]), []).append(have["privilege"])
         for (objtype, obj), privileges in sorted(revokes.items()):
             self.add(
@@ -812,6 +788,15 @@ class _Diff(object):
                 "a new routine gets EXECUTE for PUBLIC",
                 "REVOKE EXECUTE ON %s %s FROM PUBLIC" % (want["prokind"], repair.object),
             )
+
+
+def index_named(definition, name):
+    """pg_get_indexdef's CREATE [UNIQUE] INDEX <old> ON ... with another (quoted) name."""
+    return re.sub(
+        r'^(CREATE (?:UNIQUE )?INDEX )(?:"(?:[^"]|"")+"|[^\s"]+)( ON )',
+        lambda m: m.group(1) + name + m.group(2),
+        definition,
+    )
 
 
 def concurrent_index(definition):

@@ -115,8 +115,8 @@ options:
       - Data files as a mapping of file name to content, run after the migrations and the drift repair of every
         C(state=migrated) run, in name order, in one transaction, as I(apply_role), with C(search_path) set to
         I(schema).
-      - They must be rerunnable (C(ON CONFLICT), C(WHERE NOT EXISTS), an C(UPDATE) only of rows that differ):
-        the run reports C(changed) when they write rows, so a deleted seed row comes back and a second run
+      - They must be rerunnable (C(ON CONFLICT), C(WHERE NOT EXISTS), an C(UPDATE) only of rows that differ).
+        The run reports C(changed) when they write rows, so a deleted seed row comes back and a second run
         writes nothing.
       - Omit it to insert no data.
     type: dict
@@ -321,6 +321,7 @@ from ansible_collections.chatflow.db.plugins.module_utils.pg_drift import (
     qident,
     read_snapshot,
     rename_schema,
+    spelled,
 )
 from ansible_collections.chatflow.db.plugins.module_utils.pg_migrate_plan import (
     MigrationError,
@@ -897,13 +898,14 @@ class Migrator(object):
         from the shadow's text reads differently from one the migration made.
         Both forms are accepted.
         """
+        shadow, schema = spelled(self.cursor, SHADOW_SCHEMA), spelled(self.cursor, self.schema)
         for con in desired["constraint"].values():
             if con["type"] != "c":
                 continue
             table = "%s.%s" % (qident(SHADOW_SCHEMA), qident(con["table"]))
             self.execute(
                 "ALTER TABLE %s ADD CONSTRAINT chatflow_round_trip %s"
-                % (table, rename_schema(con["definition"], self.schema, SHADOW_SCHEMA)),
+                % (table, rename_schema(con["definition"], self.schema, shadow)),
                 log=False,
             )
             self.execute(
@@ -912,7 +914,7 @@ class Migrator(object):
                 (table,),
                 log=False,
             )
-            con["alternatives"] = [rename_schema(self.cursor.fetchone()[0], SHADOW_SCHEMA, self.schema)]
+            con["alternatives"] = [rename_schema(self.cursor.fetchone()[0], SHADOW_SCHEMA, schema)]
             self.execute("ALTER TABLE %s DROP CONSTRAINT chatflow_round_trip" % table, log=False)
 
     def compare(self, desired, kinds):
