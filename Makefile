@@ -53,7 +53,7 @@ sandbox: venv image
 
 # The molecule scenario's testinfra suite, against the sandbox.
 sandbox-verify: venv
-	CHATFLOW_TEST_HOST=chatflow-sandbox pytest -q molecule/default/tests
+	CHATFLOW_TEST_HOST=chatflow-sandbox pytest -q molecule/shared
 
 sandbox-destroy:
 	python3 tools/hostctl.py sandbox-down

@@ -1,9 +1,9 @@
 """Under CI, a skipped test fails the run unless its reason is on the list below.
 
-A test may skip where it truly does not apply (a test of another molecule
-scenario); a missing fixture, secret, binary or document is a failure of the
-set-up, and CI must say so instead of passing with fewer tests.  Both test
-trees' conftest.py import the hook below.
+Each molecule scenario runs its own tests/ and the shared suite, so no test
+meets a host it does not apply to; a missing fixture, secret, binary or
+document is a failure of the set-up, and CI must say so instead of passing
+with fewer tests.  Both test trees' conftest.py import the hook below.
 """
 
 from __future__ import annotations
@@ -12,14 +12,9 @@ import os
 
 import pytest
 
-# The only reasons a test may skip under CI: the test belongs to another
-# molecule scenario (each scenario's verify runs the shared suite).
-ALLOWED_SKIP_REASONS = (
-    "runs in the molecule scenario reliability only",
-    "runs in the molecule scenario default only",
-    "needs the client containers of `security`",
-    "needs the client container of scenario `security`",
-)
+# The reasons a test may skip under CI: none today.  A reason added here
+# needs a comment saying why that test cannot apply in CI.
+ALLOWED_SKIP_REASONS: tuple[str, ...] = ()
 
 
 def _reason(report) -> str:

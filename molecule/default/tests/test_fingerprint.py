@@ -11,8 +11,8 @@ on for a few runs of site.yml against it.
 - One item of each role drifted in turn: the rerun runs exactly the roles
   that own it and those that follow them, and the drift is repaired.
 
-Skipped unless CHATFLOW_TEST_FINGERPRINT is set (molecule/default sets it):
-the other scenarios' hosts carry their own drift cases.
+Scenario default's own tests: the other scenarios' hosts carry their own
+drift cases.
 """
 
 from __future__ import annotations
@@ -24,11 +24,7 @@ import subprocess
 
 import pytest
 
-from conftest import HOST_NAME, INPUTS, PROJECT, run_site
-
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("CHATFLOW_TEST_FINGERPRINT"), reason="runs in the molecule scenario default only"
-)
+from hostlib import HOST_NAME, INPUTS, PROJECT, run_site
 
 RECORD = "/var/lib/chatflow/fingerprint.json"
 CONF_DIR = f"/etc/postgresql/{INPUTS['chatflow_postgresql_version']}/{INPUTS['chatflow_postgresql_cluster']}"

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from hostlib import REPO
 
 sys.path.insert(0, str(REPO))
 from tools.doc_quotes import quote_for, quotes_for

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APP_USER, DB, PROJECT
+from hostlib import APP_USER, DB, PROJECT
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 TABLES = {
     "users",
     "workspaces",

@@ -17,7 +17,7 @@ import shlex
 
 import pytest
 
-from conftest import APP_USER, DB, INPUTS, PROJECT
+from hostlib import APP_USER, DB, INPUTS, PROJECT
 
 PG = f"{INPUTS['chatflow_postgresql_version']}/{INPUTS['chatflow_postgresql_cluster']}"
 CONF_DIR = f"/etc/postgresql/{PG}"

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from conftest import PROJECT, secret
+from hostlib import PROJECT, secret
 from tools.inputs import defaults
 
 

@@ -1,11 +1,10 @@
 """Reliability: what the scenario `reliability` left behind, and bad inputs.
 
-Skipped unless CHATFLOW_TEST_RELIABILITY is set (molecule/reliability sets
-it): its prepare step killed three runs on the fresh host, its side effect ran
+Scenario reliability's own tests: its prepare step killed three runs on the fresh host, its side effect ran
 a backup/restore drill, wrote canaries, broke the host in ~25 ways, killed a
 repair run and repaired it with two concurrent runs, then stopped services.
-The rest of this directory (test_default, test_security) proves the host is
-whole again; these tests prove nothing was lost and each drift case is gone.
+The shared suite (molecule/shared: test_default, test_security, ...) proves
+the host is whole again; these tests prove nothing was lost and each drift case is gone.
 """
 
 from __future__ import annotations
@@ -18,12 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DB, HOST_NAME, PROJECT, REPO, run_site, secret
-
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("CHATFLOW_TEST_RELIABILITY"), reason="runs in the molecule scenario reliability only"
-)
-
+from hostlib import DB, HOST_NAME, PROJECT, REPO, run_site, secret
 
 # --- nothing lost -------------------------------------------------------------
 

@@ -1,0 +1,9 @@
+"""Scenario reliability's own tests get the shared fixtures and the skip policy's hook (molecule/shared/hostlib.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from hostlib import *  # noqa: F403  (fixtures and a hook: pytest finds them in this module)
