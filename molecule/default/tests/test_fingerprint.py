@@ -151,9 +151,9 @@ def fingerprint_message(report: dict) -> str:
 @pytest.fixture(scope="module")
 def recorded(host):
     """The record of the provisioned state.  The idempotence step (fingerprint
-    off) left one, but the tests before these (the connection guide's
-    programs, the troubleshooting cases) used the database since: a run with
-    the fingerprint on brings the record up to date first."""
+    off) left one, and these tests run first (conftest.py); a run with the
+    fingerprint on brings the record up to date all the same, should
+    anything have moved since."""
     site()
     record = json.loads(host.check_output(f"cat {RECORD}"))
     assert record["complete_at"] > 0
