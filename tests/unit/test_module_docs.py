@@ -7,12 +7,14 @@ this fails the test run instead.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-MODULES = Path(__file__).resolve().parents[2] / "collections/ansible_collections/chatflow/db/plugins/modules"
+PLUGINS = Path(__file__).resolve().parents[2] / "collections/ansible_collections/chatflow/db/plugins"
+MODULES = PLUGINS / "modules"
 
 
 def blocks(path: Path) -> dict[str, object]:
@@ -26,11 +28,14 @@ def blocks(path: Path) -> dict[str, object]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(MODULES.glob("*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted([*MODULES.glob("*.py"), *PLUGINS.glob("filter/*.py")]), ids=lambda p: p.stem)
 def test_documentation_examples_and_return_parse(path):
     docs = blocks(path)
     assert set(docs) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}
-    assert docs["DOCUMENTATION"]["module"] == path.stem
+    if path.parent.name == "modules":
+        assert docs["DOCUMENTATION"]["module"] == path.stem
+    else:  # a filter plugin documents the filter its FilterModule offers
+        assert re.search(r"[\"']%s[\"']\s*:" % re.escape(docs["DOCUMENTATION"]["name"]), path.read_text())
     assert isinstance(docs["EXAMPLES"], list) and all(task.get("name") for task in docs["EXAMPLES"])
     assert isinstance(docs["RETURN"], dict) and docs["RETURN"]
 
