@@ -17,7 +17,7 @@ export PY_COLORS ?= 0
 SANDBOX_INVENTORY := sandbox/inventory.yml
 SCENARIOS := default migrations security reliability
 
-.PHONY: help venv host test-deps image sandbox sandbox-verify sandbox-destroy test check lint docs docs-check node-deps unit molecule bench bench-clean clean
+.PHONY: help venv host test-deps image sandbox sandbox-verify sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench bench-clean clean
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
@@ -52,7 +52,7 @@ sandbox: venv image
 	ansible-playbook playbooks/signoff.yml -i $(SANDBOX_INVENTORY)
 
 # The molecule scenario's testinfra suite, against the sandbox.
-sandbox-verify: venv
+sandbox-verify: venv node-deps tls-scan-deps
 	CHATFLOW_TEST_HOST=chatflow-sandbox pytest -q molecule/shared
 
 sandbox-destroy:
@@ -92,12 +92,21 @@ $(NODE_DIR)/.installed: tests/node/package.json tests/node/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The TLS scanner of the security tests (sslyze speaks PostgreSQL's STARTTLS),
+# in a virtualenv of its own: it pins a cryptography older than Ansible's.
+SSLYZE_DIR := $(STATE)/sslyze
+tls-scan-deps: $(SSLYZE_DIR)/.installed
+$(SSLYZE_DIR)/.installed: requirements-tls-scan.txt
+	python3 -m venv $(SSLYZE_DIR)
+	$(SSLYZE_DIR)/bin/pip install --quiet --disable-pip-version-check -r requirements-tls-scan.txt
+	@touch $@
+
 # Unit tests of the pure parts, then the module against a real PostgreSQL 15
 # started in a temporary directory (tests/integration).
 unit: venv test-deps
 	pytest -q tests/unit tests/integration
 
-molecule: venv image node-deps test-deps
+molecule: venv image node-deps tls-scan-deps test-deps
 	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
 
 # The benchmark runs on the sandbox (provisioned first when it is not yet):

@@ -12,12 +12,15 @@ configured with (listen addresses, remote networks) instead of assuming it.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import shlex
 
 import pytest
 
-from hostlib import APP_USER, DB, INPUTS, PROJECT
+from guide import run_in_netns
+from hostlib import APP_USER, DB, HOST_NAME, INPUTS, PROJECT, REPO, inventory_vars
+from tools.inputs import defaults
 
 PG = f"{INPUTS['chatflow_postgresql_version']}/{INPUTS['chatflow_postgresql_cluster']}"
 CONF_DIR = f"/etc/postgresql/{PG}"
@@ -154,6 +157,24 @@ def test_pg07_tls_on_with_tls12_or_newer(host, sh):
     )
     modern = host.run("openssl s_client -connect 127.0.0.1:5432 -starttls postgres -tls1_2 </dev/null")
     assert modern.rc == 0 and re.search(r"Protocol\s*: TLSv1\.2", modern.stdout)
+
+
+SSLYZE = REPO / ".state" / "sslyze" / "bin" / "sslyze"
+POOLER = defaults("chatflow_pgbouncer", overrides=inventory_vars())
+
+
+def test_pg07b_tls_endpoints_meet_mozilla_intermediate(host, tmp_path):
+    """PG-07b PostgreSQL and PgBouncer offer only Mozilla's "intermediate" TLS (chatflow_tls_ciphers): scanned
+    with sslyze over PostgreSQL's STARTTLS, trusting our CA; protocols, suites, curves, certificate."""
+    targets = [f"127.0.0.1:{INPUTS['chatflow_postgresql_port']}"]
+    if POOLER["chatflow_pgbouncer_enabled"] and POOLER["chatflow_pgbouncer_client_tls"]:
+        targets.append(f"127.0.0.1:{INPUTS['chatflow_pgbouncer_port']}")
+    ca = tmp_path / "ca.crt"
+    ca.write_text(host.file(f"{TLS_DIR}/ca.crt").content_string)
+    argv = [str(SSLYZE), "--starttls=postgres", "--mozilla_config=intermediate", f"--certinfo_ca_file={ca}"]
+    out = run_in_netns(HOST_NAME, [*argv, "--json_out=scan.json", *targets], tmp_path)
+    for target in targets:
+        assert f"{target}: OK - Compliant" in out, out[-3000:]
 
 
 def test_pg08_server_certificate_is_ours_with_the_hosts_names(host):
@@ -441,6 +462,26 @@ def test_rd05_admin_user_for_operators(sh):
     assert whoami.stdout.strip() == "chatflow_admin", whoami.stdout + whoami.stderr
     assert sh.admin_redis("CONFIG", "GET", "protected-mode").stdout.split() == ["protected-mode", "yes"]
     assert sh.admin_redis("ACL", "DRYRUN", "chatflow_admin", "FLUSHALL").stdout.strip() == "OK"
+
+
+def test_rd05b_redis_tls_offers_only_tls12_aead_suites_and_tls13(host, tmp_path):
+    """RD-05b Redis over TLS (a scenario with chatflow_redis_remote_cidrs) offers TLS 1.2 with the suites of
+    chatflow_tls_ciphers only, and TLS 1.3; nothing older (scanned with sslyze)."""
+    if not REDIS_REMOTE:
+        assert host.file("/etc/redis/redis.conf").content_string.count("tls-port") == 0
+        return
+    target = f"127.0.0.1:{INPUTS['chatflow_redis_tls_port']}"
+    protocols = ["--sslv2", "--sslv3", "--tlsv1", "--tlsv1_1", "--tlsv1_2", "--tlsv1_3"]
+    run_in_netns(HOST_NAME, [str(SSLYZE), *protocols, "--json_out=scan.json", target], tmp_path)
+    (result,) = json.loads((tmp_path / "scan.json").read_text())["server_scan_results"]
+    kinds = ("ssl_2_0", "ssl_3_0", "tls_1_0", "tls_1_1", "tls_1_2", "tls_1_3")
+    scans = {kind: result["scan_result"][f"{kind}_cipher_suites"]["result"] for kind in kinds}
+    accepted = {
+        kind: {c["cipher_suite"]["openssl_name"] for c in r["accepted_cipher_suites"]} for kind, r in scans.items()
+    }
+    assert not (accepted.pop("tls_1_2") - set(INPUTS["chatflow_tls_ciphers"].split(":")))
+    assert accepted.pop("tls_1_3")
+    assert all(not suites for suites in accepted.values()), accepted
 
 
 def test_rd06_protected_mode_and_loopback_bind(host):

@@ -184,6 +184,7 @@ def _seed_password() -> str | None:
 
 BAD_INPUTS = {
     # kind: (variables, what the message must name)
+    "tls_ciphers_weak": ({"chatflow_tls_ciphers": "ECDHE-RSA-AES128-SHA:AES256-SHA"}, "chatflow_tls_ciphers"),
     "port_out_of_range": ({"chatflow_postgresql_port": 80}, "chatflow_postgresql_port"),
     "port_not_a_number": ({"chatflow_redis_port": "six-three-seven-nine"}, "chatflow_redis_port"),
     "ports_collide": ({"chatflow_redis_port": 5432}, "chatflow_redis_port"),

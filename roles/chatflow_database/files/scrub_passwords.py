@@ -24,18 +24,26 @@ def scrub(path, check):
     cleaned, count = CLEAR.subn(rb"\1'<removed>'", data)
     if not count or check:
         return count
+    if path.endswith(".gz"):
+        replace_gz(path, cleaned)
+    else:
+        # The live log stays the same file: the server (pg_ctlcluster's stderr) keeps it open and appends
+        # to it, as with logrotate's copytruncate; lines written during these few milliseconds may be lost.
+        with open(path, "r+b") as handle:
+            handle.write(cleaned)
+            handle.truncate()
+    return count
+
+
+def replace_gz(path, cleaned):
+    """A rotated log nobody writes to: a new file, renamed over it, with its owner and mode."""
     st = os.stat(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".scrub-")
-    with os.fdopen(fd, "wb") as raw:
-        if path.endswith(".gz"):
-            with gzip.GzipFile(fileobj=raw, mode="wb") as out:
-                out.write(cleaned)
-        else:
-            raw.write(cleaned)
+    with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
+        out.write(cleaned)
     os.chown(tmp, st.st_uid, st.st_gid)
     os.chmod(tmp, st.st_mode & 0o7777)
     os.replace(tmp, path)
-    return count
 
 
 def main(args):
