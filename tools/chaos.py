@@ -147,13 +147,15 @@ def wait_until(run, ready, timeout, poll=0.2):
 
 
 # apt calls dpkg once to unpack and again to configure.  The test-only hook
-# pauses after each dpkg call, so the kill lands reproducibly between the two:
-# packages unpacked but not configured, what a lost session leaves behind.
-PAUSE_HOOK = "/etc/apt/apt.conf.d/99chatflow-chaos-pause"
+# (dpkg's own post-invoke, run after every dpkg call; apt's DPkg::Post-Invoke
+# runs once, after the last) pauses between the two, so the kill lands
+# reproducibly there: packages unpacked but not configured, what a lost
+# session leaves behind.
+PAUSE_HOOK = "/etc/dpkg/dpkg.cfg.d/99chatflow-chaos-pause"
 
 
 def prepare_packages(host):
-    container_sh(host, "echo 'DPkg::Post-Invoke { \"sleep 4\"; };' > %s" % PAUSE_HOOK, check=True)
+    container_sh(host, "echo 'post-invoke=sleep 4' > %s" % PAUSE_HOOK, check=True)
 
 
 def cleanup_packages(host):
