@@ -75,12 +75,14 @@ lint: venv
 # PostgreSQL 15 built by the migrations, and each role's variables table,
 # rendered by aar-doc from meta/argument_specs.yml.  docs-check (in make test)
 # fails while either is stale.
-docs: venv test-deps
+docs: venv test-deps node-deps
 	$(BIN)/python tools/gen_erd.py
+	$(BIN)/python tools/gen_types.py
 	$(BIN)/python tools/gen_role_docs.py
 
-docs-check: venv test-deps
+docs-check: venv test-deps node-deps
 	$(BIN)/python tools/gen_erd.py --check
+	$(BIN)/python tools/gen_types.py --check
 	$(BIN)/python tools/gen_role_docs.py --check
 
 # The Node.js clients the connection guide's snippets use (its test runs them).
@@ -103,7 +105,7 @@ $(SSLYZE_DIR)/.installed: requirements-tls-scan.txt
 
 # Unit tests of the pure parts, then the module against a real PostgreSQL 15
 # started in a temporary directory (tests/integration).
-unit: venv test-deps
+unit: venv test-deps node-deps
 	pytest -q tests/unit tests/integration
 
 molecule: venv image node-deps tls-scan-deps test-deps

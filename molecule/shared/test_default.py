@@ -258,11 +258,12 @@ def test_redis_persistence_and_eviction(host):
 
 
 def test_deliverables_installed(host):
-    for name in ("schema.sql", "seed.sql"):
+    for name in ("schema.sql", "seed.sql", "chatflow_mvp.ts"):
         installed = host.file(f"{PROJECT}/database/{name}")
         assert installed.user == APP_USER
         assert installed.content_string == (REPO / "roles/chatflow_database/files" / name).read_text()
-    assert "schema.sql" in host.file(f"{PROJECT}/database/README.md").content_string
+    readme = host.file(f"{PROJECT}/database/README.md").content_string
+    assert "schema.sql" in readme and "chatflow_mvp.ts" in readme
 
 
 # --- the playbook itself -------------------------------------------------------------
