@@ -10,7 +10,7 @@ managed settings, reads the same from the live server, and prints JSON:
   {"config": {"maxmemory": ["268435456", "1000"]}, "acl": true}
 
 (setting: [expected, live]).  It changes nothing on the live server.  The
-live server's admin password comes from REDISCLI_AUTH.
+live server's admin password comes from stdin (--password-stdin) or REDISCLI_AUTH.
 """
 
 import argparse
@@ -119,9 +119,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conf", default="/etc/redis/redis.conf")
     parser.add_argument("--port", type=int, default=6379)
-    parser.add_argument("--user", required=True, help="admin ACL user (password in REDISCLI_AUTH)")
+    parser.add_argument("--user", required=True, help="admin ACL user")
+    parser.add_argument(
+        "--password-stdin", action="store_true", help="read the user's password from the first line of stdin"
+    )
     args = parser.parse_args()
-    password = os.environ.get("REDISCLI_AUTH", "")
+    # On stdin, never on a command line or in an environment that sudo logs.
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else os.environ.get("REDISCLI_AUTH", "")
 
     want_config, want_acl = reference(args.conf, args.user, password)
 
