@@ -12,7 +12,6 @@ in version order, then the repeatable ones, each under a banner naming it.
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "collections"))
 
 from ansible_collections.chatflow.db.plugins.module_utils.pg_migrate_plan import load_migrations  # noqa: E402
+from generated import check_or_write  # noqa: E402  (tools/, the script's own directory)
 
 MIGRATIONS = ROOT / "roles/chatflow_database/files/migrations"
 SCHEMA = ROOT / "roles/chatflow_database/files/schema.sql"
@@ -62,20 +62,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if schema.sql is stale")
     args = parser.parse_args()
-    text = render()
-    if args.check:
-        current = SCHEMA.read_text(encoding="utf-8") if SCHEMA.exists() else ""
-        if current != text:
-            sys.stdout.writelines(
-                difflib.unified_diff(
-                    current.splitlines(True), text.splitlines(True), str(SCHEMA.relative_to(ROOT)), "generated"
-                )
-            )
-            print("roles/chatflow_database/files/schema.sql is stale: run python3 tools/gen_schema.py", file=sys.stderr)
-            return 1
-        return 0
-    SCHEMA.write_text(text, encoding="utf-8")
-    return 0
+    return check_or_write(SCHEMA, render(), args.check, "run python3 tools/gen_schema.py")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ backend team with schema.sql (role chatflow_app_env, `database/chatflow_mvp.ts`)
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 import subprocess
 import sys
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import pgtest  # noqa: E402  (the throwaway cluster of the integration tests)
+from generated import check_or_write  # noqa: E402  (tools/, the script's own directory)
 
 OUT = ROOT / "roles" / "chatflow_database" / "files" / "chatflow_mvp.ts"
 PG_TO_TS = ROOT / ".state" / "node" / "node_modules" / ".bin" / "pg-to-ts"
@@ -82,19 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale")
     args = parser.parse_args()
-    fresh = generate()
-    if args.check:
-        current = OUT.read_text(encoding="utf-8") if OUT.exists() else ""
-        if current != fresh:
-            sys.stdout.writelines(
-                difflib.unified_diff(current.splitlines(True), fresh.splitlines(True), str(OUT), "fresh")
-            )
-            print(f"gen_types: {OUT.relative_to(ROOT)} is stale: run make docs", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(fresh, encoding="utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return check_or_write(OUT, generate(), args.check, "run make docs")
 
 
 if __name__ == "__main__":
