@@ -24,6 +24,7 @@ def fences() -> list[tuple[str, str]]:
 # The snippets the tests below run, by name: a new snippet needs a test here.
 TESTED = {
     *("node-pg", "python-psycopg", "shell", "node-redis", "python-redis"),
+    *("python-psycopg-pooler", "node-pg-pooler"),
     *("shell-remote", "node-remote", "python-remote"),
 }
 

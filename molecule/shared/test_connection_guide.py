@@ -60,6 +60,19 @@ def test_python_psycopg_pool(local_dir):
     assert out["pool_max"] == 20
 
 
+def test_python_psycopg_on_both_urls(local_dir, sh):
+    out = json.loads(run_program("python-psycopg-pooler", HOST_NAME, local_dir).splitlines()[-1])
+    users = int(sh.admin_sql("SELECT count(*) FROM users WHERE created_at < now()"))
+    assert out["direct"]["users"] == out["pooler"]["users"] == users, out
+    assert out["direct"]["prepared"] >= 1, "psycopg's default prepared nothing on DATABASE_URL"
+
+
+def test_node_pg_named_direct_unnamed_through_the_pooler(node_deps, local_dir, sh):
+    out = json.loads(run_program("node-pg-pooler", HOST_NAME, local_dir).splitlines()[-1])
+    users = int(sh.admin_sql("SELECT count(*) FROM users WHERE created_at < now()"))
+    assert out == {"direct": users, "pooler": users}
+
+
 def test_shell_on_the_host(host):
     _, lang, code = SNIPPETS["shell"]
     assert lang == "bash"

@@ -275,12 +275,14 @@ def test_pg14_app_owns_nothing(sh):
 
 
 def test_pg15_app_connection_limit_fits_the_pool_with_headroom(sh):
-    """PG-15 the app's connection limit fits the pool of 20 with headroom (chatflow_database_app_conn_limit)."""
+    """PG-15 the app's connection limit fits its pool of 20 on DATABASE_URL and PgBouncer's pool of the same role,
+    with headroom (chatflow_database_app_conn_limit)."""
     limit = int(sh.admin_sql("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'chatflow_app'"))
     pool = int(sh.app("echo $DB_POOL_MAX").stdout)
     max_connections = int(sh.admin_sql("SHOW max_connections"))
-    assert pool == 20
-    assert pool < limit < max_connections
+    pooler = INPUTS["chatflow_pgbouncer_default_pool_size"] if INPUTS["chatflow_pgbouncer_enabled"] else 0
+    assert pool == INPUTS["chatflow_app_env_db_pool_max"]
+    assert pool + pooler < limit < max_connections
 
 
 def test_pg16_app_timeouts_are_set_on_the_server(sh):
