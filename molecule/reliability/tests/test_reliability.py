@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hostlib import DB, HOST_NAME, PROJECT, REPO, run_site, secret
+from hostlib import DB, HOST_NAME, PROJECT, REPO, inventory_vars, run_site, secret
+from tools.inputs import defaults
 
 # --- nothing lost -------------------------------------------------------------
 
@@ -108,7 +109,8 @@ def test_extension_matview_trigger_and_constraint_are_back(sh):
 
 
 def test_grants_and_attributes_are_back(sh):
-    assert sh.admin_sql("SELECT rolsuper, rolconnlimit FROM pg_roles WHERE rolname = 'chatflow_app'") == "f|30"
+    limit = defaults("chatflow_database", overrides=inventory_vars())["chatflow_database_app_conn_limit"]
+    assert sh.admin_sql("SELECT rolsuper, rolconnlimit FROM pg_roles WHERE rolname = 'chatflow_app'") == f"f|{limit}"
     assert sh.admin_sql("SELECT has_table_privilege('chatflow_app', 'audit_logs', 'DELETE')") == "f"
     assert sh.admin_sql("SELECT has_table_privilege('chatflow_app', 'audit_logs', 'UPDATE')") == "f"
     assert sh.admin_sql("SELECT has_table_privilege('chatflow_readonly', 'messages', 'SELECT')") == "t"
