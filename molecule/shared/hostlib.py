@@ -98,17 +98,20 @@ class Shell:
         """psql as the app role, through DATABASE_URL."""
         return self.app(f'psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -At -c {shlex.quote(sql)}', directory)
 
-    def app_redis(self, *args: str):
-        """redis-cli as the app's ACL user, through REDIS_URL (a command
-        that would block, such as MONITOR, gives up after 10 s)."""
+    def app_redis(self, *args: str, url: str = "REDIS_URL"):
+        """redis-cli as the app's ACL user, through REDIS_URL (or another URL
+        of the env file, such as REDIS_CACHE_URL); a command that would block,
+        such as MONITOR, gives up after 10 s."""
         quoted = " ".join(shlex.quote(a) for a in args)
-        return self.app(f'timeout 10 redis-cli -u "$REDIS_URL" --no-auth-warning {quoted}')
+        return self.app(f'timeout 10 redis-cli -u "${url}" --no-auth-warning {quoted}')
 
-    def admin_redis(self, *args: str):
-        """redis-cli as the operators' admin ACL user (password from the control node's secrets)."""
+    def admin_redis(self, *args: str, port: int | None = None):
+        """redis-cli as the operators' admin ACL user (password from the control node's
+        secrets), on the main Redis or the one on ``port``."""
         quoted = " ".join(shlex.quote(a) for a in args)
         auth = shlex.quote(secret("redis_chatflow_admin"))
-        return self.host.run(f"REDISCLI_AUTH={auth} redis-cli --user chatflow_admin --no-auth-warning {quoted}")
+        where = f"-p {int(port)} " if port else ""
+        return self.host.run(f"REDISCLI_AUTH={auth} redis-cli {where}--user chatflow_admin --no-auth-warning {quoted}")
 
 
 def secret(name: str) -> str:

@@ -17,10 +17,11 @@ import json
 import re
 import shlex
 
+import pytest
 import yaml
 
 from guide import SNIPPETS, TESTED, fences, run_program
-from hostlib import APP_USER, HOST_NAME, PROJECT, REPO
+from hostlib import APP_USER, HOST_NAME, INPUTS, PROJECT, REPO, secret
 
 
 def test_every_block_of_the_guide_is_run_or_checked():
@@ -82,8 +83,21 @@ def test_shell_on_the_host(host):
     assert "chatflow_app" in result.stdout
 
 
-def test_node_redis_keys_ttls_and_pubsub(node_deps, local_dir):
-    out = json.loads(run_program("node-redis", HOST_NAME, local_dir).splitlines()[-1])
+@pytest.fixture(scope="module")
+def snippet(node_deps, local_dir):
+    """The last line of a snippet's output as JSON, each snippet run once per module."""
+    outputs: dict[str, dict] = {}
+
+    def run(name: str) -> dict:
+        if name not in outputs:
+            outputs[name] = json.loads(run_program(name, HOST_NAME, local_dir).splitlines()[-1])
+        return outputs[name]
+
+    return run
+
+
+def test_node_redis_keys_ttls_and_pubsub(snippet):
+    out = snippet("node-redis")
     limits = {"session:": 86400, "refresh:": 604800, "presence:": 60, "room:": 120, "typing:": 5, "socket:": 86400}
     for key, ttl in out["ttls"].items():
         (limit,) = [v for prefix, v in limits.items() if key.startswith(prefix)]
@@ -92,7 +106,61 @@ def test_node_redis_keys_ttls_and_pubsub(node_deps, local_dir):
     assert out["message"] == {"type": "message", "text": "hello"}
 
 
-def test_python_redis(local_dir):
-    out = json.loads(run_program("python-redis", HOST_NAME, local_dir).splitlines()[-1])
+def test_python_redis_and_its_rate_limiter(snippet):
+    out = snippet("python-redis")
     assert all(ttl > 0 for ttl in out["ttls"].values()), out
     assert out["members"] == ["u-43"]
+    # limit=3 in a fresh window: three attempts pass, the fourth and fifth are refused.
+    assert out["attempts"] == [True, True, True, False, False]
+    assert 0 < out["ttls"]["rate:login:198.51.100.7"] <= 60
+
+
+def test_node_cache_aside_invalidation_and_rate_limiter(snippet, sh):
+    out = snippet("node-cache")
+    flipped = "online" if out["before"] == "away" else "away"
+    # Cold read from the database, warm read from the cache, and after the
+    # update (which deleted the entry) the new value from the database again;
+    # the same after the change back.
+    before = out["before"]
+    assert out["reads"] == [["database", before], ["cache", before], ["database", flipped], ["database", before]]
+    assert sh.admin_sql("SELECT status FROM users WHERE username = 'bob'") == out["before"]
+    assert out["posts"] == [True] * 5 + [False] * 2
+    assert 0 < out["ttls"]["rate"] <= 60 and 0 < out["ttls"]["cache"] <= 300, out
+
+
+def test_node_socketio_room_broadcast_between_two_servers(snippet):
+    out = snippet("node-socketio")
+    assert out["received"] == {"channelId": "c-7", "text": "hello from B"}
+    assert out["ports"][0] != out["ports"][1]
+
+
+def _keys_and_ttls(sh, port: int) -> dict[str, int]:
+    """Every key of the Redis on ``port`` (SCAN as the admin user) with its TTL."""
+    scan = sh.admin_redis("--scan", port=port)
+    assert scan.rc == 0, scan.stdout + scan.stderr
+    keys = scan.stdout.split()
+    if not keys:
+        return {}
+    commands = "".join(f"TTL {key}\n" for key in keys)
+    auth = shlex.quote(secret("redis_chatflow_admin"))
+    cli = f"REDISCLI_AUTH={auth} redis-cli -p {port} --user chatflow_admin --no-auth-warning"
+    out = sh.host.run(f"printf %s {shlex.quote(commands)} | {cli}")
+    assert out.rc == 0, out.stderr
+    return dict(zip(keys, (int(t) for t in out.stdout.split()), strict=True))
+
+
+def test_every_key_the_app_writes_has_a_ttl(snippet, sh):
+    """The guide's programs write every kind of key of the table (the Socket.IO adapter
+    writes none); then both servers are scanned: no key lives without a TTL."""
+    for name in ("node-redis", "python-redis", "node-cache", "node-socketio"):
+        snippet(name)
+    ports = {INPUTS["chatflow_redis_port"], int(sh.app("echo $REDIS_CACHE_PORT").stdout)}
+    found = {}
+    for port in ports:
+        found.update(_keys_and_ttls(sh, port))
+    without_ttl = {key: ttl for key, ttl in found.items() if ttl == -1}
+    assert not without_ttl, f"keys without a TTL: {without_ttl}"
+    bob = sh.admin_sql("SELECT id FROM users WHERE username = 'bob'")
+    written = {"session:u-42", "refresh:rt-1234", "socket:s-9", "session:u-43", "rate:login:198.51.100.7"}
+    written |= {f"rate:post:{bob}", f"cache:user:{bob}"}
+    assert written <= set(found), f"the scan missed keys the guide just wrote: {written - set(found)}"

@@ -6,15 +6,19 @@ command), not only the file that configures it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from hostlib import APP_USER, DB, PROJECT
+from guide import run_in_netns
+from hostlib import APP_USER, DB, HOST_NAME, INPUTS, PROJECT, inventory_vars
+from tools.inputs import defaults
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {
@@ -31,6 +35,8 @@ TABLES = {
     "files",
 }
 ENV_DIRS = [PROJECT, f"{PROJECT}/backend", f"{PROJECT}/tests"]
+REDIS = defaults("chatflow_redis", overrides=inventory_vars())
+CACHE = INPUTS["chatflow_redis_cache_enabled"]
 
 
 # --- services ---------------------------------------------------------------
@@ -255,6 +261,80 @@ def test_redis_persistence_and_eviction(host):
     assert re.search(r"^maxmemory-policy volatile-lru$", conf, re.M)
     assert re.search(r"^protected-mode yes$", conf, re.M)
     assert host.file("/var/lib/redis/appendonlydir").is_directory
+
+
+def _config(sh, port: int, *patterns: str) -> dict[str, str]:
+    words = sh.admin_redis("CONFIG", "GET", *patterns, port=port).stdout.splitlines()
+    return dict(zip(words[::2], words[1::2], strict=True))
+
+
+def test_cache_entries_have_a_redis_of_their_own(host, sh):
+    """REDIS_CACHE_URL: a second Redis (chatflow_redis_cache_enabled) with its own memory cap,
+    an LRU over every key and no persistence; each server refuses the other's keys."""
+    cache_port = int(sh.app("echo $REDIS_CACHE_PORT").stdout)
+    cache_set = sh.app_redis("SET", "cache:probe", "1", "EX", "5", url="REDIS_CACHE_URL").stdout.strip()
+    assert cache_set == "OK"
+    if not CACHE:  # the cache entries live in the main Redis
+        assert cache_port == INPUTS["chatflow_redis_port"]
+        assert not host.service("redis-server@cache").is_running
+        assert not host.file("/etc/redis/redis-cache.conf").exists
+        return
+    assert cache_port == INPUTS["chatflow_redis_cache_port"]
+    assert host.service("redis-server@cache").is_running and host.service("redis-server@cache").is_enabled
+    config = _config(sh, cache_port, "maxmemory*", "save", "appendonly")
+    assert int(config["maxmemory"]) == REDIS["chatflow_redis_cache_maxmemory_mb"] * 1024 * 1024
+    assert config["maxmemory-policy"] == REDIS["chatflow_redis_cache_maxmemory_policy"]
+    assert config["save"] == "" and config["appendonly"] == "no"
+    assert "NOPERM" in sh.app_redis("SET", "session:probe", "1", "EX", "5", url="REDIS_CACHE_URL").stdout
+    assert "NOPERM" in sh.app_redis("SET", "cache:probe", "1", "EX", "5").stdout
+
+
+FILL = """
+import json, os, sys
+import redis
+from dotenv import load_dotenv
+
+load_dotenv(".env.database")
+main = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+cache = redis.Redis.from_url(os.environ["REDIS_CACHE_URL"])
+probes = ("session:eviction-probe", "refresh:eviction-probe")
+for key in probes:
+    main.set(key, "kept", ex=3600)
+count, value = int(sys.argv[1]), b"x" * 65536
+for batch in range(0, count, 64):
+    with cache.pipeline(transaction=False) as pipe:
+        for n in range(batch, min(batch + 64, count)):
+            pipe.set(f"cache:fill:{n}", value, ex=600)
+        pipe.execute()
+left = list(cache.scan_iter("cache:fill:*", count=1000))
+for start in range(0, len(left), 500):
+    cache.unlink(*left[start:start + 500])
+print(json.dumps({"written": count, "left": len(left), "probes": [main.get(k) for k in probes]}))
+"""
+
+
+def _stats(sh, port: int) -> dict[str, int]:
+    info = sh.admin_redis("INFO", port=port).stdout
+    return {k: int(v) for k, v in re.findall(r"^(evicted_keys|used_memory|maxmemory):(\d+)\r?$", info, re.M)}
+
+
+def test_a_full_cache_evicts_cache_entries_never_sessions(sh, local_dir):
+    """Cache entries worth twice the cache's maxmemory: the cache evicts its own entries
+    (allkeys-lru), the main Redis evicts nothing and its sessions and refresh tokens stay."""
+    if not CACHE:
+        return  # no cache Redis to fill: REDIS_CACHE_URL is the main one (the test above checks that)
+    cache_port, main_port = INPUTS["chatflow_redis_cache_port"], INPUTS["chatflow_redis_port"]
+    main_before, cache_before = _stats(sh, main_port), _stats(sh, cache_port)
+    script = local_dir / "fill_cache.py"
+    script.write_text(FILL)
+    count = 2 * REDIS["chatflow_redis_cache_maxmemory_mb"] * 16  # 64 KiB entries: 16 per MiB
+    out = json.loads(run_in_netns(HOST_NAME, [sys.executable, str(script), str(count)], local_dir).splitlines()[-1])
+    main_after, cache_after = _stats(sh, main_port), _stats(sh, cache_port)
+    evicted = cache_after["evicted_keys"] - cache_before["evicted_keys"]
+    print(f"cache: wrote {count} x 64 KiB, {out['left']} left, evicted {evicted}; main evicted none")
+    assert out["probes"] == ["kept", "kept"]
+    assert evicted >= count - out["left"] > count // 3
+    assert main_after["evicted_keys"] == main_before["evicted_keys"]
 
 
 def test_deliverables_installed(host):

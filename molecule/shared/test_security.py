@@ -33,6 +33,15 @@ PG_REMOTE = {ipaddress.ip_network(c) for c in INPUTS["chatflow_postgresql_remote
 REDIS_REMOTE = {ipaddress.ip_network(c) for c in INPUTS["chatflow_redis_remote_cidrs"]}
 ESCALATING = ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication", "rolbypassrls")
 ENV_DIRS = [PROJECT, f"{PROJECT}/backend", f"{PROJECT}/tests"]
+# Each Redis of the host (chatflow_redis_cache_enabled adds the cache): its ACL file, config and port.
+REDIS_SERVERS = [("/etc/redis/users.acl", "/etc/redis/redis.conf", INPUTS["chatflow_redis_port"])]
+if INPUTS["chatflow_redis_cache_enabled"]:
+    REDIS_SERVERS.append(
+        ("/etc/redis/users-cache.acl", "/etc/redis/redis-cache.conf", INPUTS["chatflow_redis_cache_port"])
+    )
+REDIS_TLS = [("/etc/redis/redis.conf", INPUTS["chatflow_redis_tls_port"])]
+if INPUTS["chatflow_redis_cache_enabled"]:
+    REDIS_TLS.append(("/etc/redis/redis-cache.conf", INPUTS["chatflow_redis_cache_tls_port"]))
 
 
 def hba_rules(sh):
@@ -398,24 +407,28 @@ def test_pg23_config_files_0640_and_data_directory_0700(host):
 # --- Redis ------------------------------------------------------------------------------------------
 
 
-def test_rd01_default_user_off_and_no_nopass_user(host, sh):
+@pytest.mark.parametrize(("acl_file", "conf_file", "port"), REDIS_SERVERS)
+def test_rd01_default_user_off_and_no_nopass_user(host, acl_file, conf_file, port):
     """RD-01 ACL file: default user off, no nopass user; a client without credentials gets NOAUTH."""
-    acl = host.file("/etc/redis/users.acl").content_string
+    acl = host.file(acl_file).content_string
     assert re.search(r"^user default off\b", acl, re.M)
     assert "nopass" not in acl
-    anonymous = host.run("redis-cli -p 6379 PING")
+    assert host.file(conf_file).mode == 0o640 and host.file(acl_file).mode == 0o640
+    anonymous = host.run(f"redis-cli -p {port} PING")
     assert "NOAUTH" in anonymous.stdout + anonymous.stderr
 
 
-def test_rd02_passwords_stored_as_hashes_only(host):
+@pytest.mark.parametrize(("acl_file", "conf_file", "port"), REDIS_SERVERS)
+def test_rd02_passwords_stored_as_hashes_only(host, acl_file, conf_file, port):
     """RD-02 passwords stored only as sha256 hashes: no `>password` rule, no requirepass in redis.conf."""
-    acl = host.file("/etc/redis/users.acl").content_string
+    assert port
+    acl = host.file(acl_file).content_string
     for line in acl.splitlines():
         tokens = line.split()
         assert not any(t.startswith(">") for t in tokens), "clear-text password rule in the ACL file"
         if tokens[1] != "default":
             assert any(re.fullmatch(r"#[0-9a-f]{64}", t) for t in tokens), tokens[1]
-    conf = host.file("/etc/redis/redis.conf").content_string
+    conf = host.file(conf_file).content_string
     assert not re.search(r"^\s*(requirepass|masterauth)\b", conf, re.M)
 
 
@@ -438,9 +451,10 @@ def test_rd02_passwords_stored_as_hashes_only(host):
     ],
 )
 def test_rd03_app_user_has_no_dangerous_or_admin_command(sh, command):
-    """RD-03 the app user cannot run dangerous, admin or scripting commands: its ACL refuses them."""
-    dryrun = sh.admin_redis("ACL", "DRYRUN", "chatflow_app", *command)
-    assert "This user has no permissions to run" in dryrun.stdout, dryrun.stdout + dryrun.stderr
+    """RD-03 the app user cannot run dangerous, admin or scripting commands: its ACL refuses them (on each Redis)."""
+    for _acl, _conf, port in REDIS_SERVERS:
+        dryrun = sh.admin_redis("ACL", "DRYRUN", "chatflow_app", *command, port=port)
+        assert "This user has no permissions to run" in dryrun.stdout, (port, dryrun.stdout + dryrun.stderr)
     result = sh.app_redis(*command)
     # DEBUG is also switched off for everyone (enable-debug-command no), which answers first.
     assert "NOPERM" in result.stdout or "ERR DEBUG command not allowed" in result.stdout, command
@@ -448,7 +462,15 @@ def test_rd03_app_user_has_no_dangerous_or_admin_command(sh, command):
 
 @pytest.mark.parametrize(
     "command",
-    [["SET", "admin:x", "1"], ["GET", "users:1"], ["PUBLISH", "admin:alerts", "x"], ["SUBSCRIBE", "secrets"]],
+    [
+        ["SET", "admin:x", "1"],
+        ["GET", "users:1"],
+        ["PUBLISH", "admin:alerts", "x"],
+        ["SUBSCRIBE", "secrets"],
+        ["PSUBSCRIBE", "*"],
+        ["PSUBSCRIBE", "socket.io#/admin#*"],  # a namespace not in chatflow_redis_socketio_namespaces
+        ["PUBLISH", "socket.io-admin#/#", "x"],
+    ],
 )
 def test_rd04_app_user_is_limited_to_its_prefixes_and_channels(sh, command):
     """RD-04 the app user touches only its key prefixes and pub/sub channels (chatflow_redis_app_key_patterns)."""
@@ -456,6 +478,16 @@ def test_rd04_app_user_is_limited_to_its_prefixes_and_channels(sh, command):
     assert "NOPERM" in result.stdout + result.stderr, command
     allowed = sh.app_redis("SET", "session:baseline", "1", "EX", "5")
     assert allowed.stdout.strip() == "OK"
+
+
+def test_rd04b_socketio_adapter_channels_only(sh):
+    """RD-04b the app user may use the Socket.IO Redis adapter's channels of its namespaces, nothing wider."""
+    namespaces = defaults("chatflow_redis", overrides=inventory_vars())["chatflow_redis_socketio_namespaces"]
+    for namespace in namespaces:
+        allowed = (["PSUBSCRIBE", f"socket.io#{namespace}#*"], ["PUBLISH", f"socket.io-request#{namespace}#", "x"])
+        for command in allowed:
+            dryrun = sh.admin_redis("ACL", "DRYRUN", "chatflow_app", *command)
+            assert dryrun.stdout.strip() == "OK", (command, dryrun.stdout)
 
 
 def test_rd05_admin_user_for_operators(sh):
@@ -466,13 +498,14 @@ def test_rd05_admin_user_for_operators(sh):
     assert sh.admin_redis("ACL", "DRYRUN", "chatflow_admin", "FLUSHALL").stdout.strip() == "OK"
 
 
-def test_rd05b_redis_tls_offers_only_tls12_aead_suites_and_tls13(host, tmp_path):
-    """RD-05b Redis over TLS (a scenario with chatflow_redis_remote_cidrs) offers TLS 1.2 with the suites of
-    chatflow_tls_ciphers only, and TLS 1.3; nothing older (scanned with sslyze)."""
+@pytest.mark.parametrize(("conf_file", "tls_port"), REDIS_TLS)
+def test_rd05b_redis_tls_offers_only_tls12_aead_suites_and_tls13(host, tmp_path, conf_file, tls_port):
+    """RD-05b Redis over TLS (a scenario with chatflow_redis_remote_cidrs), each server, offers TLS 1.2 with
+    the suites of chatflow_tls_ciphers only, and TLS 1.3; nothing older (scanned with sslyze)."""
     if not REDIS_REMOTE:
-        assert host.file("/etc/redis/redis.conf").content_string.count("tls-port") == 0
+        assert host.file(conf_file).content_string.count("tls-port") == 0
         return
-    target = f"127.0.0.1:{INPUTS['chatflow_redis_tls_port']}"
+    target = f"127.0.0.1:{tls_port}"
     protocols = ["--sslv2", "--sslv3", "--tlsv1", "--tlsv1_1", "--tlsv1_2", "--tlsv1_3"]
     run_in_netns(HOST_NAME, [str(SSLYZE), *protocols, "--json_out=scan.json", target], tmp_path)
     (result,) = json.loads((tmp_path / "scan.json").read_text())["server_scan_results"]
@@ -536,12 +569,21 @@ def test_ho02_firewall_admits_database_ports_only_from_configured_networks(host,
     """HO-02 nftables: 5432 and the Redis ports only from loopback and the configured CIDRs, else dropped."""
     assert host.service("chatflow-firewall").is_enabled
     table = host.check_output("nft list table inet chatflow")
-    assert re.search(r"tcp dport \{ 5432, 6379, 6380 \} drop", table)
+    plain = [INPUTS["chatflow_redis_port"]]
+    tls = [INPUTS["chatflow_redis_tls_port"]]
+    if INPUTS["chatflow_redis_cache_enabled"]:
+        plain.append(INPUTS["chatflow_redis_cache_port"])
+        tls.append(INPUTS["chatflow_redis_cache_tls_port"])
+    pg_port = INPUTS["chatflow_postgresql_port"]
+    guarded = ", ".join(str(p) for p in sorted([pg_port, *plain, *tls]))
+    assert f"tcp dport {{ {guarded} }} drop" in table, table
     assert 'iif "lo" accept' in table
     sets = nft_sets(table)
-    assert sets["postgresql_5432_v4"] | sets["postgresql_5432_v6"] == PG_REMOTE
-    assert sets["redis_6379_v4"] | sets["redis_6379_v6"] == set(), "the plain Redis port must stay loopback-only"
-    assert sets["redis_tls_6380_v4"] | sets["redis_tls_6380_v6"] == REDIS_REMOTE
+    assert sets[f"postgresql_{pg_port}_v4"] | sets[f"postgresql_{pg_port}_v6"] == PG_REMOTE
+    for name, port in zip(("redis", "redis_cache"), plain, strict=False):
+        assert sets[f"{name}_{port}_v4"] | sets[f"{name}_{port}_v6"] == set(), f"plain Redis port {port}: loopback only"
+    for name, port in zip(("redis_tls", "redis_cache_tls"), tls, strict=False):
+        assert sets[f"{name}_{port}_v4"] | sets[f"{name}_{port}_v6"] == REDIS_REMOTE
 
 
 def test_ho03_env_files_private_to_the_app_user(host):

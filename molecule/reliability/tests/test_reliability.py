@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hostlib import DB, HOST_NAME, PROJECT, REPO, inventory_vars, run_site, secret
+from hostlib import DB, HOST_NAME, INPUTS, PROJECT, REPO, inventory_vars, run_site, secret
 from tools.inputs import defaults
 
 # --- nothing lost -------------------------------------------------------------
@@ -147,6 +147,25 @@ def test_redis_runtime_and_files_are_back(sh, host):
     assert "NOPERM" in sh.app_redis("GET", "other:key").stdout + sh.app_redis("GET", "other:key").stderr
 
 
+def test_the_cache_redis_goes_and_comes_back_with_its_input(host, sh):
+    """chatflow_redis_cache_enabled false on a host that has the cache Redis: it is stopped and
+    its files removed, REDIS_CACHE_URL points at the main Redis, which then takes cache:* keys;
+    true again brings it back (the roles it concerns only, by their tags)."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    tags = ("--tags", "always,chatflow_redis,chatflow_firewall,chatflow_app_env")
+    _report, off = run_site(inventory, *tags, "-e", '{"chatflow_redis_cache_enabled": false}')
+    assert off.returncode == 0, off.stdout[-3000:]
+    assert not host.service("redis-server@cache").is_running
+    assert not host.file("/etc/redis/redis-cache.conf").exists
+    assert sh.app("echo $REDIS_CACHE_PORT").stdout.strip() == str(INPUTS["chatflow_redis_port"])
+    assert sh.app_redis("SET", "cache:off-probe", "1", "EX", "5", url="REDIS_CACHE_URL").stdout.strip() == "OK"
+    _report, on = run_site(inventory, *tags)
+    assert on.returncode == 0, on.stdout[-3000:]
+    assert host.service("redis-server@cache").is_running
+    assert sh.app("echo $REDIS_CACHE_PORT").stdout.strip() == str(INPUTS["chatflow_redis_cache_port"])
+    assert "NOPERM" in sh.app_redis("SET", "cache:on-probe", "1", "EX", "5").stdout
+
+
 def test_env_files_are_back(host):
     password = secret("postgresql_chatflow_app")
     for directory in (PROJECT, f"{PROJECT}/backend", f"{PROJECT}/tests"):
@@ -213,6 +232,9 @@ BAD_INPUTS = {
     "pool_above_connection_limit": ({"chatflow_database_app_conn_limit": 10}, "chatflow_database_app_conn_limit"),
     "same_role_twice": ({"chatflow_database_app_role": "chatflow_readonly"}, "_app_role"),
     "eviction_policy": ({"chatflow_redis_maxmemory_policy": "allkeys-lru"}, "chatflow_redis_maxmemory_policy"),
+    "cache_port_clash": ({"chatflow_redis_cache_port": 5432}, "chatflow_redis_cache_port"),
+    "cache_keys_overlap": ({"chatflow_redis_cache_key_patterns": ["session:*"]}, "chatflow_redis_cache_key_patterns"),
+    "socketio_namespace": ({"chatflow_redis_socketio_namespaces": ["chat"]}, "chatflow_redis_socketio_namespaces"),
     "bool_not_bool": ({"chatflow_backup_enabled": "perhaps"}, "chatflow_backup_enabled"),
     "calendar": ({"chatflow_backup_on_calendar": "every second tuesday"}, "chatflow_backup_on_calendar"),
     "keep_zero": ({"chatflow_backup_keep": 0}, "chatflow_backup_keep"),

@@ -16,11 +16,15 @@ import shlex
 import pytest
 import testinfra
 
-from hostlib import DB, secret
+from hostlib import DB, INPUTS, secret
 
 CLIENT_IN = os.environ["CHATFLOW_TEST_CLIENT_IN"]
 CLIENT_OUT = os.environ["CHATFLOW_TEST_CLIENT_OUT"]
 CA = "/tmp/chatflow-ca.crt"
+# Every Redis port of the host (the cache's when chatflow_redis_cache_enabled).
+REDIS_PORTS = [INPUTS["chatflow_redis_port"], INPUTS["chatflow_redis_tls_port"]]
+if INPUTS["chatflow_redis_cache_enabled"]:
+    REDIS_PORTS += [INPUTS["chatflow_redis_cache_port"], INPUTS["chatflow_redis_cache_tls_port"]]
 
 
 def addresses(machine) -> list[ipaddress.IPv4Interface]:
@@ -127,7 +131,7 @@ def test_outside_client_is_refused(host, clients):
     assert result.rc != 0
     # The firewall drops it before PostgreSQL sees it: no answer at all.
     assert "timeout expired" in result.stderr or "Connection timed out" in result.stderr, result.stderr
-    for port in (6379, 6380):
+    for port in REDIS_PORTS:
         probe = outside.run(f"timeout 4 bash -c 'echo > /dev/tcp/{server}/{port}'")
         assert probe.rc != 0, port
 
@@ -143,3 +147,8 @@ def test_allowed_client_reaches_redis_over_tls_only(host, clients):
     assert plain.rc != 0
     # TLS is not optional on the TLS port.
     assert redis(inside, server, 6380, "PING", tls=False).stdout.strip() != "PONG"
+    # The cache Redis the same way: TLS from the allowed network, its plain port loopback-only.
+    cache_plain, cache_tls = INPUTS["chatflow_redis_cache_port"], INPUTS["chatflow_redis_cache_tls_port"]
+    assert redis(inside, server, cache_tls, "SET", "cache:remote-probe", "1", "EX", "10").stdout.strip() == "OK"
+    assert "NOPERM" in redis(inside, server, cache_tls, "SET", "session:remote-probe", "1", "EX", "10").stdout
+    assert inside.run(f"timeout 4 bash -c 'echo > /dev/tcp/{server}/{cache_plain}'").rc != 0

@@ -40,6 +40,7 @@ def test_shell_from_another_host(remote_dir):
     out = run_program("shell-remote", CLIENT_IN, remote_dir)
     assert re.search(r"^\s*t\s*\|\s*TLSv1\.[23]", out, re.M), out
     assert "PONG" in out
+    assert out.rstrip().splitlines()[-1] == "OK"  # a cache entry written over TLS to the cache Redis
 
 
 def test_node_from_another_host(node_deps, remote_dir):
