@@ -25,7 +25,7 @@ def fences() -> list[tuple[str, str]]:
 TESTED = {
     *("node-pg", "python-psycopg", "shell", "node-redis", "python-redis"),
     *("python-psycopg-pooler", "node-pg-pooler"),
-    *("node-cache", "node-socketio"),
+    *("node-cache", "node-socketio", "node-request"),
     *("shell-remote", "node-remote", "python-remote"),
 }
 

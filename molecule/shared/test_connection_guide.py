@@ -134,6 +134,14 @@ def test_node_socketio_room_broadcast_between_two_servers(snippet):
     assert out["ports"][0] != out["ports"][1]
 
 
+def test_node_requests_under_row_level_security(snippet):
+    out = snippet("node-request")
+    assert out["channels"] == ["general"]
+    assert out["found"] >= 1 and out["unread"] == 1
+    assert out["withoutUser"] == 0
+    assert "row-level security" in out["refused"]
+
+
 def _keys_and_ttls(sh, port: int) -> dict[str, int]:
     """Every key of the Redis on ``port`` (SCAN as the admin user) with its TTL."""
     scan = sh.admin_redis("--scan", port=port)

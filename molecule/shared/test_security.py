@@ -27,7 +27,10 @@ CONF_DIR = f"/etc/postgresql/{PG}"
 DATA_DIR = f"/var/lib/postgresql/{PG}"
 PG_LOG = f"/var/log/postgresql/postgresql-{PG.replace('/', '-')}.log"
 TLS_DIR = INPUTS["chatflow_tls_dir"]
-LOGIN_ROLES = tuple(INPUTS[f"chatflow_database_{kind}_role"] for kind in ("app", "readonly", "migrator"))
+LOGIN_ROLES = tuple(INPUTS[f"chatflow_database_{kind}_role"] for kind in ("app", "request", "readonly", "migrator"))
+DATABASE = defaults("chatflow_database", overrides=inventory_vars())
+# The trusted side that row-level security does not apply to, and nothing else (chatflow_database_rls_bypass_roles).
+RLS_BYPASS = set(DATABASE["chatflow_database_rls_bypass_roles"])
 # The networks the scenario's inventory lets in (none by default).
 PG_REMOTE = {ipaddress.ip_network(c) for c in INPUTS["chatflow_postgresql_remote_cidrs"]}
 REDIS_REMOTE = {ipaddress.ip_network(c) for c in INPUTS["chatflow_redis_remote_cidrs"]}
@@ -81,7 +84,8 @@ def test_pg01_every_stored_password_is_scram(sh):
         db="postgres",
     )
     assert weak == ""
-    assert sh.admin_sql("SELECT count(*) FROM pg_authid WHERE rolpassword LIKE 'SCRAM-SHA-256$%'", db="postgres") == "3"
+    scram = sh.admin_sql("SELECT rolname FROM pg_authid WHERE rolpassword LIKE 'SCRAM-SHA-256$%'", db="postgres")
+    assert set(scram.split()) == set(LOGIN_ROLES)
 
 
 def test_pg02_hba_has_no_weak_method_and_names_database_and_role(sh):
@@ -235,11 +239,14 @@ def test_pg10_private_keys_are_private(host):
 
 
 def test_pg11_only_postgres_holds_escalating_attributes(sh):
-    """PG-11 no role but postgres has superuser/createrole/createdb/replication/bypassrls."""
-    rows = sh.admin_sql(
-        f"SELECT rolname FROM pg_roles WHERE rolname <> 'postgres' AND ({' OR '.join(ESCALATING)})", db="postgres"
-    )
+    """PG-11 no role but postgres has superuser/createrole/createdb/replication/bypassrls; BYPASSRLS only the
+    allow-listed trusted roles (chatflow_database_rls_bypass_roles), never the request role."""
+    others = " OR ".join(a for a in ESCALATING if a != "rolbypassrls")
+    rows = sh.admin_sql(f"SELECT rolname FROM pg_roles WHERE rolname <> 'postgres' AND ({others})", db="postgres")
     assert rows == ""
+    bypass = sh.admin_sql("SELECT rolname FROM pg_roles WHERE rolname <> 'postgres' AND rolbypassrls", db="postgres")
+    assert set(bypass.split()) == RLS_BYPASS
+    assert INPUTS["chatflow_database_request_role"] not in RLS_BYPASS
     assert sh.admin_sql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'chatflow_owner'") == "f"
 
 

@@ -32,8 +32,15 @@ VERSIONED = [
     "V006__drop_messages_content_fts.sql",
     "V007__messages_channel_live_index.sql",
     "V008__drop_messages_channel_created.sql",
+    "V009__row_level_security.sql",
 ]
-REPEATABLE = ["R__01_channel_stats.sql", "R__02_functions.sql", "R__03_triggers.sql", "R__04_privileges.sql"]
+REPEATABLE = [
+    "R__01_channel_stats.sql",
+    "R__02_functions.sql",
+    "R__03_triggers.sql",
+    "R__04_privileges.sql",
+    "R__05_row_level_security.sql",
+]
 LAST = len(VERSIONED)
 TOTAL = len(VERSIONED) + len(REPEATABLE)
 
@@ -126,6 +133,7 @@ def test_tracking_table_records_each_file_outside_public(db):
         "R:02_functions",
         "R:03_triggers",
         "R:04_privileges",
+        "R:05_row_level_security",
     ]
     # The checksum is sha256 of the file with line endings normalised.
     expected = hashlib.sha256((MIGRATIONS / VERSIONED[0]).read_bytes().replace(b"\r\n", b"\n")).hexdigest()

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+import yaml
 from pgtest import PORT, ROOT, psql, psql_file
 
 sys.path.insert(0, str(ROOT))
-from tools.bench import datagen, workload
+from tools.bench import datagen, rls, workload
 
 DB = "chatflow_plans"
 MESSAGES = 100_000
@@ -166,3 +167,124 @@ def test_foreign_key_lookups_on_big_tables_use_an_index(plans_db):
         doc = cur.fetchone()[0]
         nodes = list(plan_nodes((json.loads(doc) if isinstance(doc, str) else doc)[0]["Plan"]))
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], f"{table}.{column}: {nodes[0]}"
+
+
+# --- the same queries under row-level security (a request acting for a user) ------------------
+
+RLS_ROLES = {"plans_request": "NOBYPASSRLS", "plans_bypass": "BYPASSRLS"}
+
+
+@pytest.fixture(scope="module")
+def rls_cursors(cluster, plans_db):
+    """Cursors of a role subject to row-level security and of one that bypasses it, with the
+    grants the provisioning gives (tables, the functions of migration R__05)."""
+    admin, _ = plans_db
+    functions = yaml.safe_load((ROOT / "roles/chatflow_database/vars/main.yml").read_text())[
+        "__chatflow_database_rls_functions"
+    ]
+    conns = []
+    for role, flag in RLS_ROLES.items():
+        admin.execute(f"DROP OWNED BY {role}" if _role_exists(admin, role) else "SELECT 1")
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN {flag}")
+        admin.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        admin.execute(f"GRANT EXECUTE ON FUNCTION {', '.join(f.replace(':', ',') for f in functions)} TO {role}")
+        conn = psycopg2.connect(host=str(cluster), port=PORT, user=role, dbname=DB)
+        conn.autocommit = True
+        cur = conn.cursor()
+        for s in PLANNER:
+            cur.execute(s)
+        conns.append(conn)
+    yield conns[0].cursor(), conns[1].cursor()
+    for conn in conns:
+        conn.close()
+
+
+def _role_exists(cur, role: str) -> bool:
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    return cur.fetchone() is not None
+
+
+def explain_as_user(cur, op: str, params: dict) -> list[dict]:
+    cur.execute("BEGIN")
+    cur.execute(workload.SET_USER, params)
+    cur.execute("EXPLAIN (FORMAT JSON) " + workload.REQUEST_QUERIES[op], params)
+    doc = cur.fetchone()[0]
+    cur.execute("ROLLBACK")
+    return list(plan_nodes((json.loads(doc) if isinstance(doc, str) else doc)[0]["Plan"]))
+
+
+# The operations a request runs through SECURITY DEFINER functions (their own plans checked below).
+FUNCTION_OPS = sorted(op for op in workload.QUERIES if workload.REQUEST_QUERIES[op] != workload.QUERIES[op])
+
+
+@pytest.mark.parametrize("op", sorted(set(workload.QUERIES) - set(FUNCTION_OPS)))
+def test_hot_query_keeps_its_index_under_row_level_security(plans_db, rls_cursors, op):
+    """The policies add leakproof uuid comparisons with arrays computed once (InitPlans): the
+    query's own index conditions stay, and nothing reads messages sequentially."""
+    _admin, catalog = plans_db
+    request, _bypass = rls_cursors
+    for _ in range(5):
+        params = catalog.params(op)
+        nodes = explain_as_user(request, op, params)
+        used = {n["Index Name"] for n in nodes if "Index Name" in n}
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "messages"], op
+        assert EXPECTED[op] <= used, f"{op} under RLS uses {used}, expected {EXPECTED[op]}"
+
+
+def _nested_plans(cur, sql: str, params: dict) -> list[dict]:
+    """The plans of the statements a function runs (auto_explain to the client as notices)."""
+    cur.connection.notices.clear()
+    cur.execute("LOAD 'auto_explain'")
+    for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_format = json", "log_level = notice"):
+        cur.execute(f"SET auto_explain.{setting}")
+    cur.execute("BEGIN")
+    cur.execute(workload.SET_USER, params)
+    cur.execute(sql, params)
+    cur.execute("ROLLBACK")
+    cur.execute("SET auto_explain.log_min_duration = -1")
+    plans = []
+    for notice in cur.connection.notices:
+        body = notice[notice.index("{") :]
+        plans.append(json.loads(body)["Plan"])
+    return [node for plan in plans for node in plan_nodes(plan)]
+
+
+@pytest.mark.parametrize("op", FUNCTION_OPS)
+def test_request_functions_keep_their_plans(plans_db, op):
+    """search_messages(), search_messages_fuzzy() and my_unread_counts() (SECURITY DEFINER: no
+    policy in the way) use the indexes of the unrestricted queries, search with its operator as
+    an index condition."""
+    admin, catalog = plans_db
+    params = catalog.params(op)
+    if op == "search_fuzzy":  # the rarest fragment, as test_rare_fuzzy_fragment_uses_the_trigram_index
+        admin.execute(
+            "SELECT f FROM unnest(%s::text[]) AS f "
+            "ORDER BY (SELECT count(*) FROM messages WHERE content ILIKE '%%' || f || '%%') LIMIT 1",
+            (catalog.fragments,),
+        )
+        params["pattern"] = f"%{admin.fetchone()[0]}%"
+    nodes = _nested_plans(admin, workload.REQUEST_QUERIES[op], params)
+    used = {n["Index Name"] for n in nodes if "Index Name" in n}
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "messages"], op
+    expected = {"search_fuzzy": {"idx_messages_content_trigram"}}.get(op, EXPECTED[op])
+    assert expected <= used, f"{op} inside its function uses {used}, expected {expected}"
+    operator = {"search_fulltext": "@@", "search_fuzzy": "~~*"}.get(op)
+    if operator:
+        index = next(iter(expected))
+        conditions = [
+            n.get("Index Cond", "") + n.get("Recheck Cond", "") for n in nodes if n.get("Index Name") == index
+        ]
+        assert any(operator in c for c in conditions), conditions
+
+
+def test_row_level_security_cost_printout(plans_db, rls_cursors):
+    """The benchmark of tools/bench/rls.py on this data: prints each hot query's p50/p95 as a request
+    (RLS) and unrestricted, and their ratio (numbers, not asserted); asserts both return the same rows."""
+    _admin, catalog = plans_db
+    request, bypass = rls_cursors
+    report = rls.compare(bypass, request, catalog, rounds=40)
+    print(f"\nrow-level security on {MESSAGES} messages (p50 ms, unrestricted -> request, ratio):")
+    for op, entry in report.items():
+        print(f"  {op:16} {entry['bypass']['p50']:7.3f} -> {entry['request']['p50']:7.3f}  x{entry['ratio_p50']}")
+    assert all(entry["mismatches"] == 0 for entry in report.values()), report

@@ -62,6 +62,16 @@ QUERIES: dict[str, str] = {
         "ON CONFLICT DO NOTHING"
     ),
 }
+# The same operations as a request acting for a user (DATABASE_REQUEST_URL, row-level
+# security on app.user_id): the same SQL, except search and the unread counts, which go
+# through SECURITY DEFINER functions that keep their plans (migration R__05).
+REQUEST_QUERIES: dict[str, str] = {
+    **QUERIES,
+    "search_fulltext": "SELECT id, channel_id, created_at FROM search_messages(%(query)s, 20)",
+    "search_fuzzy": "SELECT id, channel_id, created_at FROM search_messages_fuzzy(%(pattern)s, 20)",
+    "unread_counts": "SELECT channel_id, unread FROM my_unread_counts()",
+}
+SET_USER = "SELECT set_config('app.user_id', %(user)s, true)"
 # How often each runs in the mix (a chat client reads far more than it writes).
 WEIGHTS: dict[str, int] = {
     "channel_history": 30,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
+from pathlib import Path
 
 import pytest
 import testinfra
 
 HOST_NAME = os.environ.get("CHATFLOW_MIGRATIONS_HOST", "chatflow-molecule-migrations")
+REPO_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_MIGRATIONS = REPO_ROOT / "roles/chatflow_database/files/migrations"
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +30,16 @@ def test_the_history_holds_each_version_once_and_every_repeatable(sql):
     rows = sql(
         "SELECT string_agg(key || ':' || type || ':' || success, ',' ORDER BY key) FROM chatflow_meta.schema_migrations"
     )
-    versioned = "".join(f"{v}:versioned:true," for v in (1, 2, 3, 4, 5, 6, 7, 8, 901))
-    assert rows == versioned + (
-        "R:01_channel_stats:repeatable:true,R:02_functions:repeatable:true,"
-        "R:03_triggers:repeatable:true,R:04_privileges:repeatable:true"
+    # The project's files (roles/chatflow_database/files/migrations) plus the story's V901.
+    files = sorted(p.name for p in PROJECT_MIGRATIONS.glob("*.sql"))
+    versions = [*sorted(int(re.match(r"V(\d+)__", f).group(1)) for f in files if f.startswith("V")), 901]
+    repeatables = [re.match(r"R__(.+)\.sql", f).group(1) for f in files if f.startswith("R__")]
+    versioned = "".join(f"{v}:versioned:true," for v in versions)
+    assert rows == versioned + ",".join(f"R:{r}:repeatable:true" for r in repeatables)
+    # The version the side effect rolled back to is the project's last.
+    assert (
+        'chatflow_migrate_target: "%d"' % versions[-2]
+        in (REPO_ROOT / "molecule/migrations/side_effect.yml").read_text()
     )
 
 

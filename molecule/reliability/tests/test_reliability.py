@@ -116,6 +116,16 @@ def test_grants_and_attributes_are_back(sh):
     assert sh.admin_sql("SELECT has_table_privilege('chatflow_readonly', 'messages', 'SELECT')") == "t"
 
 
+def test_row_level_security_is_back(sh):
+    """A dropped policy, an altered one, RLS disabled on a table and BYPASSRLS given to the request role."""
+    assert sh.admin_sql("SELECT count(*) FROM pg_policies WHERE policyname = 'messages_select'") == "1"
+    qual = sh.admin_sql("SELECT qual FROM pg_policies WHERE policyname = 'notifications_select'")
+    assert "app_user_id()" in qual, qual
+    assert sh.admin_sql("SELECT relrowsecurity FROM pg_class WHERE relname = 'direct_messages'") == "t"
+    request = INPUTS["chatflow_database_request_role"]
+    assert sh.admin_sql(f"SELECT rolbypassrls FROM pg_roles WHERE rolname = '{request}'") == "f"
+
+
 def test_drifted_password_is_back(host):
     password = secret("postgresql_chatflow_readonly")
     result = host.run(
@@ -234,6 +244,10 @@ BAD_INPUTS = {
     "eviction_policy": ({"chatflow_redis_maxmemory_policy": "allkeys-lru"}, "chatflow_redis_maxmemory_policy"),
     "cache_port_clash": ({"chatflow_redis_cache_port": 5432}, "chatflow_redis_cache_port"),
     "cache_keys_overlap": ({"chatflow_redis_cache_key_patterns": ["session:*"]}, "chatflow_redis_cache_key_patterns"),
+    "request_bypasses_rls": (
+        {"chatflow_database_rls_bypass_roles": ["chatflow_app", "chatflow_request"]},
+        "chatflow_database_rls_bypass_roles",
+    ),
     "socketio_namespace": ({"chatflow_redis_socketio_namespaces": ["chat"]}, "chatflow_redis_socketio_namespaces"),
     "bool_not_bool": ({"chatflow_backup_enabled": "perhaps"}, "chatflow_backup_enabled"),
     "calendar": ({"chatflow_backup_on_calendar": "every second tuesday"}, "chatflow_backup_on_calendar"),
