@@ -20,10 +20,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 import yaml
-from pgtest import PORT, ROOT, psql, psql_file
+from pgtest import BINDIR, PORT, ROOT, psql, psql_file
 
 sys.path.insert(0, str(ROOT))
-from tools.bench import datagen, rls, workload
+from tools.bench import datagen, pgbench_rls, rls, workload
 
 DB = "chatflow_plans"
 MESSAGES = 100_000
@@ -174,6 +174,8 @@ def test_foreign_key_lookups_on_big_tables_use_an_index(plans_db):
 RLS_ROLES = {"plans_request": "NOBYPASSRLS", "plans_bypass": "BYPASSRLS"}
 # Rounds of the cost printout per operation (CHATFLOW_RLS_ROUNDS=200 for docs/performance/rls.md).
 ROUNDS = int(os.environ.get("CHATFLOW_RLS_ROUNDS", "40"))
+# Transactions of each pgbench run of the cost printout (CHATFLOW_RLS_TRANSACTIONS=3000 for the docs).
+TRANSACTIONS = int(os.environ.get("CHATFLOW_RLS_TRANSACTIONS", "300"))
 
 
 @pytest.fixture(scope="module")
@@ -191,15 +193,18 @@ def rls_cursors(cluster, plans_db):
         admin.execute(f"CREATE ROLE {role} LOGIN {flag}")
         admin.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
         admin.execute(f"GRANT EXECUTE ON FUNCTION {', '.join(f.replace(':', ',') for f in functions)} TO {role}")
-        conn = psycopg2.connect(host=str(cluster), port=PORT, user=role, dbname=DB)
+        for s in PLANNER:  # every session of the role, whichever client opens it
+            admin.execute(f"ALTER ROLE {role} {s}")
+        conn = psycopg2.connect(_dsn(cluster, role))
         conn.autocommit = True
-        cur = conn.cursor()
-        for s in PLANNER:
-            cur.execute(s)
         conns.append(conn)
     yield conns[0].cursor(), conns[1].cursor()
     for conn in conns:
         conn.close()
+
+
+def _dsn(cluster, role: str) -> str:
+    return f"host={cluster} port={PORT} user={role} dbname={DB}"
 
 
 def _role_exists(cur, role: str) -> bool:
@@ -280,13 +285,19 @@ def test_request_functions_keep_their_plans(plans_db, op):
         assert any(operator in c for c in conditions), conditions
 
 
-def test_row_level_security_cost_printout(plans_db, rls_cursors):
-    """The benchmark of tools/bench/rls.py on this data: prints each hot query's p50/p95 as a request
-    (RLS) and unrestricted, and their ratio (numbers, not asserted); asserts both return the same rows."""
-    _admin, catalog = plans_db
-    request, bypass = rls_cursors
-    report = rls.compare(bypass, request, catalog, rounds=ROUNDS)
-    print(f"\nrow-level security on {MESSAGES} messages, {ROUNDS} rounds (ms: unrestricted -> request; p50 ratio)")
+@pytest.mark.parametrize("protocol", rls.PROTOCOLS)
+def test_row_level_security_cost_printout(cluster, plans_db, rls_cursors, protocol):
+    """The benchmark of tools/bench/rls.py on this data, in each protocol: prints each hot query's
+    p50/p95 as a request (RLS) and unrestricted, and their ratio (numbers, not asserted); asserts
+    both return the same rows."""
+    admin, catalog = plans_db
+    sides = [rls.Client(_dsn(cluster, role), protocol) for role in RLS_ROLES]
+    try:
+        report = rls.compare(admin, sides[1], sides[0], catalog, rounds=ROUNDS)
+    finally:
+        for side in sides:
+            side.close()
+    print(f"\nrow-level security, {MESSAGES} messages, {protocol}, {ROUNDS} rounds (ms: unrestricted -> request)")
     for op, entry in report.items():
         bypass, request = entry["bypass"], entry["request"]
         print(
@@ -294,3 +305,19 @@ def test_row_level_security_cost_printout(plans_db, rls_cursors):
             f"p95 {bypass['p95']:7.3f} -> {request['p95']:7.3f}   x{entry['ratio_p50']}"
         )
     assert all(entry["mismatches"] == 0 for entry in report.values()), report
+
+
+def test_row_level_security_cost_with_pgbench(cluster, plans_db, rls_cursors):
+    """tools/bench/pgbench_rls.py on this data: each hot query's mean latency as pgbench (a C
+    client) sees it, as a request and unrestricted, in the extended protocol (planned at each
+    execution, as through PgBouncer) and with prepared statements (numbers, not asserted)."""
+    admin, catalog = plans_db
+    pgbench_rls.fill_parameters(admin, catalog, rows=100)
+    dsns = {"bypass": _dsn(cluster, "plans_bypass"), "request": _dsn(cluster, "plans_request")}
+    report = pgbench_rls.compare(dsns, 100, TRANSACTIONS, rounds=1, pgbench=str(BINDIR / "pgbench"))
+    print(f"\nrow-level security with pgbench, {MESSAGES} messages, {TRANSACTIONS} transactions (ms, mean)")
+    for protocol, ops in report.items():
+        for op, entry in ops.items():
+            print(f"  {protocol:8} {op:16} {entry['bypass']:7.3f} -> {entry['request']:7.3f}   x{entry['ratio']}")
+    assert set(report) == set(pgbench_rls.PROTOCOLS)
+    assert all(set(ops) == set(workload.QUERIES) for ops in report.values()), report

@@ -6,7 +6,10 @@ the other side connects as a role that bypasses it and runs workload.QUERIES wit
 set_config (so both make the same round trips).  Rounds alternate between the two, with the same
 parameters, each transaction rolled back (writes included), and both must return the same rows:
 a user reading its own channels sees through the policies exactly what the unrestricted query
-returns.  Prints one JSON document: per operation p50/p95 in ms for each side and the p50 ratio.
+returns.  Each protocol the backend may use is measured: "simple" (psycopg2: every statement
+parsed and planned, as through PgBouncer's transaction pool) and "prepared" (psycopg 3 named
+prepared statements, as on a direct connection: the policies are planned once).  Prints one JSON
+document: per protocol and operation p50/p95 in ms for each side and the p50 ratio.
 
     python3 -m tools.bench.rls --bypass-dsn DSN --request-dsn DSN [--rounds 200]
 """
@@ -20,6 +23,7 @@ import statistics
 import sys
 import time
 
+import psycopg
 import psycopg2
 
 from tools.bench import workload
@@ -43,15 +47,38 @@ def visible_params(cur, catalog: workload.Catalog, op: str) -> dict:
     return params
 
 
-def timed(cur, sql: str, params: dict) -> tuple[float, list]:
+PROTOCOLS = ("simple", "prepared")
+
+
+class Client:
+    """One autocommit connection speaking a protocol: "simple" (psycopg2 interpolates the
+    parameters: each statement is parsed and planned) or "prepared" (psycopg 3 prepares each
+    parametrised statement on its first use and then only binds and executes it)."""
+
+    def __init__(self, dsn: str, protocol: str):
+        self.prepared = protocol == "prepared"
+        self.conn = psycopg.connect(dsn, autocommit=True) if self.prepared else psycopg2.connect(dsn)
+        self.conn.autocommit = True
+        self.cur = self.conn.cursor()
+
+    def execute(self, sql: str, params: dict | None = None):
+        if self.prepared:
+            return self.cur.execute(sql, params, prepare=params is not None)
+        return self.cur.execute(sql, params)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def timed(client: Client, sql: str, params: dict) -> tuple[float, list]:
     """One transaction for the user in params: set app.user_id, run the query; ms and its rows."""
-    cur.execute("BEGIN")
-    cur.execute(workload.SET_USER, params)
+    client.execute("BEGIN")
+    client.execute(workload.SET_USER, params)
     started = time.perf_counter()
-    cur.execute(sql, params)
-    rows = cur.fetchall() if cur.description else []
+    client.execute(sql, params)
+    rows = client.cur.fetchall() if client.cur.description else []
     elapsed = (time.perf_counter() - started) * 1000
-    cur.execute("ROLLBACK")
+    client.execute("ROLLBACK")
     return elapsed, rows
 
 
@@ -60,14 +87,15 @@ def summary(samples: list[float]) -> dict:
     return {"p50": round(statistics.median(ordered), 3), "p95": round(ordered[int(len(ordered) * 0.95) - 1], 3)}
 
 
-def compare(bypass, request, catalog: workload.Catalog, rounds: int) -> dict:
-    """Per operation: p50/p95 of both sides, the p50 ratio, and whether every read matched."""
+def compare(lookup, bypass: Client, request: Client, catalog: workload.Catalog, rounds: int) -> dict:
+    """Per operation: p50/p95 of both sides, the p50 ratio, and whether every read matched
+    (lookup: a cursor that finds who may see a message)."""
     report = {}
     for op in sorted(workload.QUERIES):
         times: dict[str, list[float]] = {"bypass": [], "request": []}
         mismatches = 0
         for n in range(rounds):
-            params = visible_params(bypass, catalog, op)
+            params = visible_params(lookup, catalog, op)
             sides = [("bypass", bypass, workload.QUERIES[op]), ("request", request, workload.REQUEST_QUERIES[op])]
             rows = {}
             for name, cur, sql in sides if n % 2 else sides[::-1]:
@@ -88,17 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-dsn", required=True)
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args(argv)
-    bypass_conn, request_conn = psycopg2.connect(args.bypass_dsn), psycopg2.connect(args.request_dsn)
-    for conn in (bypass_conn, request_conn):
-        conn.autocommit = True
-    bypass = bypass_conn.cursor()
-    bypass.execute(
+    lookup_conn = psycopg2.connect(args.bypass_dsn)
+    lookup_conn.autocommit = True
+    lookup = lookup_conn.cursor()
+    lookup.execute(
         "SELECT array_agg(DISTINCT w) FROM unnest(tsvector_to_array(to_tsvector('english', "
         "(SELECT string_agg(content, ' ') FROM (SELECT content FROM messages LIMIT 500) s)))) w"
     )
-    words = bypass.fetchone()[0] or []
-    catalog = workload.Catalog(bypass, words, [w[:4] for w in words if len(w) >= 4][:50], random.Random(7))
-    print(json.dumps(compare(bypass, request_conn.cursor(), catalog, args.rounds), indent=2))
+    words = lookup.fetchone()[0] or []
+    report = {}
+    for protocol in PROTOCOLS:
+        catalog = workload.Catalog(lookup, words, [w[:4] for w in words if len(w) >= 4][:50], random.Random(7))
+        bypass, request = Client(args.bypass_dsn, protocol), Client(args.request_dsn, protocol)
+        report[protocol] = compare(lookup, bypass, request, catalog, args.rounds)
+        bypass.close()
+        request.close()
+    print(json.dumps(report, indent=2))
     return 0
 
 
