@@ -109,7 +109,7 @@ unit: venv test-deps node-deps
 	pytest -q tests/unit tests/integration
 
 molecule: venv image node-deps tls-scan-deps test-deps
-	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
+	for s in $(SCENARIOS); do t=$$(date +%s); molecule test -s $$s || exit 1; echo "== scenario $$s took $$(( $$(date +%s) - t ))s"; done
 
 # The benchmark runs on the sandbox (provisioned first when it is not yet):
 # two PostgreSQL clusters are created in it for the run and dropped after;
