@@ -2,15 +2,15 @@
 
 Every file of the scenario's secrets directory (the control node's generated passwords) is searched for
 in every file under /var/log (the server's, PgBouncer's, Redis's, apt's, ...) and in the journal.  Then
-the app's PostgreSQL password is rotated as docs/operations.md says (new secret file, rerun site.yml):
-the app logs in with the new one through its env file, and neither the old nor the new value is logged.
-Runs last in this scenario: it changes a password.
+the app's PostgreSQL password is written to sudo's log the way releases before 2026-12 did (a task's
+environment on the command line): the next run replaces it (a new secret file) and sets the new one
+everywhere; the app logs in with it through its env file, the old one is refused, and no current value is
+logged.  Runs last in this scenario: it changes a password.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
@@ -49,16 +49,33 @@ def test_no_generated_secret_is_in_any_log():
     assert logged(list(generated().values())) == []
 
 
-def test_a_rotated_password_works_and_reaches_no_log(sh):
+def plant_sudo_line(value: str) -> None:
+    """The line sudo logged for a task with PGPASSWORD in its environment (releases before 2026-12)."""
+    line = (
+        "agenti : PWD=/home/agenti ; USER=root ; COMMAND=/bin/sh -c echo BECOME-SUCCESS-x ; "
+        f"PGPASSWORD={value} /usr/bin/python3 /home/agenti/.ansible/tmp/AnsiballZ_postgresql_ping.py"
+    )
+    subprocess.run(["docker", "exec", "-i", HOST_NAME, "logger", "-t", "sudo"], input=line, text=True, check=True)
+
+
+def test_a_password_an_earlier_release_logged_is_replaced_and_the_new_one_reaches_no_log(sh):
     path = SECRETS / "postgresql_chatflow_app"
     old = path.read_text().split()[0]
-    new = secrets.token_urlsafe(24)
-    path.write_text(new + "\n")
+    others = {name: value for name, value in generated().items() if name != path.name}
+    plant_sudo_line(old)
+    assert logged([old]) != [], "the planted sudo line is not in the host's logs"
     report, res = run_site(os.environ["MOLECULE_INVENTORY_FILE"])
     assert res.returncode == 0, res.stderr[-2000:]
-    assert any(stats["changed"] for stats in report["stats"].values()), "the rotation changed nothing"
+    new = path.read_text().split()[0]
+    assert new != old, "the logged password was not replaced"
+    assert {n: v for n, v in generated().items() if n != path.name} == others, "another password was replaced"
+    assert any(stats["changed"] for stats in report["stats"].values()), "the new password was not set"
     login = sh.app_sql("SELECT current_user")
     assert login.rc == 0 and login.stdout.strip() == "chatflow_app", login.stderr
     pooled = sh.app('psql "$DATABASE_POOL_URL" -X -At -c "SELECT 1"')
     assert pooled.rc == 0 and pooled.stdout.strip() == "1", pooled.stderr
-    assert logged([old, *generated().values()]) == []
+    # DATABASE_URL with the old password in place of the current one.
+    refused = sh.app(f'PGPASSWORD={old} psql "${{DATABASE_URL/:$DB_PASSWORD@/@}}" -X -At -c "SELECT 1"')
+    assert refused.rc != 0, "the old password still logs in"
+    assert "password authentication failed" in refused.stderr, refused.stderr
+    assert logged(list(generated().values())) == []
