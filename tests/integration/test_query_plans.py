@@ -175,7 +175,7 @@ RLS_ROLES = {"plans_request": "NOBYPASSRLS", "plans_bypass": "BYPASSRLS"}
 # Rounds of the cost printout per operation (CHATFLOW_RLS_ROUNDS=200 for docs/performance/rls.md).
 ROUNDS = int(os.environ.get("CHATFLOW_RLS_ROUNDS", "40"))
 # Transactions of each pgbench run of the cost printout (CHATFLOW_RLS_TRANSACTIONS=3000 for the docs).
-TRANSACTIONS = int(os.environ.get("CHATFLOW_RLS_TRANSACTIONS", "300"))
+TRANSACTIONS = int(os.environ.get("CHATFLOW_RLS_TRANSACTIONS", "100"))
 
 
 @pytest.fixture(scope="module")
