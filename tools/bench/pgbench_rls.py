@@ -130,12 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     conn = psycopg2.connect(args.admin_dsn)
     conn.autocommit = True
     admin = conn.cursor()
-    admin.execute(
-        "SELECT array_agg(DISTINCT w) FROM unnest(tsvector_to_array(to_tsvector('english', "
-        "(SELECT string_agg(content, ' ') FROM (SELECT content FROM messages LIMIT 500) s)))) w"
-    )
-    words = admin.fetchone()[0] or []
-    catalog = workload.Catalog(admin, words, [w[:4] for w in words if len(w) >= 4][:50], random.Random(7))
+    catalog = workload.Catalog.from_messages(admin, random.Random(7))
     fill_parameters(admin, catalog, args.rows)
     dsns = {"bypass": args.bypass_dsn, "request": args.request_dsn}
     print(json.dumps(compare(dsns, args.rows, args.transactions, args.rounds, args.pgbench), indent=2))

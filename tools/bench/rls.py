@@ -57,7 +57,7 @@ class Client:
 
     def __init__(self, dsn: str, protocol: str):
         self.prepared = protocol == "prepared"
-        self.conn = psycopg.connect(dsn, autocommit=True) if self.prepared else psycopg2.connect(dsn)
+        self.conn = psycopg.connect(dsn) if self.prepared else psycopg2.connect(dsn)
         self.conn.autocommit = True
         self.cur = self.conn.cursor()
 
@@ -119,14 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     lookup_conn = psycopg2.connect(args.bypass_dsn)
     lookup_conn.autocommit = True
     lookup = lookup_conn.cursor()
-    lookup.execute(
-        "SELECT array_agg(DISTINCT w) FROM unnest(tsvector_to_array(to_tsvector('english', "
-        "(SELECT string_agg(content, ' ') FROM (SELECT content FROM messages LIMIT 500) s)))) w"
-    )
-    words = lookup.fetchone()[0] or []
     report = {}
     for protocol in PROTOCOLS:
-        catalog = workload.Catalog(lookup, words, [w[:4] for w in words if len(w) >= 4][:50], random.Random(7))
+        catalog = workload.Catalog.from_messages(lookup, random.Random(7))
         bypass, request = Client(args.bypass_dsn, protocol), Client(args.request_dsn, protocol)
         report[protocol] = compare(lookup, bypass, request, catalog, args.rounds)
         bypass.close()

@@ -112,6 +112,16 @@ class Catalog:
         self.fragments = fragments
         self.rng = rng
 
+    @classmethod
+    def from_messages(cls, cur, rng: random.Random) -> Catalog:
+        """A catalog whose search words and fuzzy fragments come from the first 500 messages."""
+        cur.execute(
+            "SELECT array_agg(DISTINCT w) FROM unnest(tsvector_to_array(to_tsvector('english', "
+            "(SELECT string_agg(content, ' ') FROM (SELECT content FROM messages LIMIT 500) s)))) w"
+        )
+        words = cur.fetchone()[0] or []
+        return cls(cur, words, [w[:4] for w in words if len(w) >= 4][:50], rng)
+
     def params(self, op: str) -> dict:
         rng = self.rng
         user, channels = rng.choice(self.members)
