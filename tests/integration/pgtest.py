@@ -111,6 +111,11 @@ def fresh_database(sock: Path, owner: str = "chatflow_owner", name: str = "chatf
 
 def run_module(module: str, sock: Path, check: bool = False, **args) -> dict:
     """Run a chatflow.db module against the cluster; return its result with its exit code as rc."""
+    return run_module_file(MODULES / f"{module}.py", sock, check, **args)
+
+
+def run_module_file(module_path: Path, sock: Path, check: bool = False, **args) -> dict:
+    """Run the module at path (any collection's) against the cluster; its result with its exit code as rc."""
     params = {
         "login_db": "chatflow_mvp",
         "login_unix_socket": str(sock),
@@ -124,7 +129,7 @@ def run_module(module: str, sock: Path, check: bool = False, **args) -> dict:
         json.dump({"ANSIBLE_MODULE_ARGS": params}, handle)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "collections"), *sys.path]))
     proc = subprocess.run(
-        [sys.executable, str(MODULES / f"{module}.py"), handle.name],
+        [sys.executable, str(module_path), handle.name],
         capture_output=True,
         text=True,
         env=env,
@@ -134,7 +139,7 @@ def run_module(module: str, sock: Path, check: bool = False, **args) -> dict:
     try:
         result = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
-        raise AssertionError(f"{module} printed no JSON:\n{proc.stdout}\n{proc.stderr}") from exc
+        raise AssertionError(f"{module_path.name} printed no JSON:\n{proc.stdout}\n{proc.stderr}") from exc
     result["rc"] = proc.returncode
     return result
 
