@@ -16,6 +16,9 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 SANDBOX_INVENTORY := sandbox/inventory.yml
 SCENARIOS := default migrations security reliability
+# make molecule runs these lanes side by side (each lane's scenarios one after
+# the other; tools/run_scenarios.py).  One lane: MOLECULE_LANES=default
+MOLECULE_LANES ?= reliability,migrations default,security
 
 .PHONY: help venv host test-deps image sandbox sandbox-verify sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench bench-clean clean
 
@@ -109,7 +112,7 @@ unit: venv test-deps node-deps
 	pytest -q tests/unit tests/integration
 
 molecule: venv image node-deps tls-scan-deps test-deps
-	for s in $(SCENARIOS); do t=$$(date +%s); molecule test -s $$s || exit 1; echo "== scenario $$s took $$(( $$(date +%s) - t ))s"; done
+	$(BIN)/python tools/run_scenarios.py $(MOLECULE_LANES)
 
 # The benchmark runs on the sandbox (provisioned first when it is not yet):
 # two PostgreSQL clusters are created in it for the run and dropped after;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -52,8 +53,9 @@ def run_in_netns(container: str, argv: list[str], cwd: Path) -> str:
 def run_program(name: str, container: str, workdir: Path) -> str:
     _, lang, code = SNIPPETS[name]
     if lang == "js":
-        # ES modules find node_modules from the script's own directory.
-        script = NODE_DIR / "snippets" / f"{name}.mjs"
+        # ES modules find node_modules from the script's own directory; one file
+        # per process (scenarios run in parallel).
+        script = NODE_DIR / "snippets" / f"{name}-{os.getpid()}.mjs"
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(code)
         return run_in_netns(container, ["node", str(script)], workdir)
