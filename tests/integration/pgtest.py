@@ -97,15 +97,20 @@ def psql_file(
     )
 
 
+def nologin_role(sock: Path, name: str) -> None:
+    """Create a NOLOGIN role unless it exists."""
+    psql(
+        sock,
+        f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') "
+        f"THEN CREATE ROLE {name} NOLOGIN; END IF; END$$",
+        db="postgres",
+    )
+
+
 def fresh_database(sock: Path, owner: str = "chatflow_owner", name: str = "chatflow_mvp") -> None:
     """Drop and create the database, owned by a NOLOGIN owner role."""
     psql(sock, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", db="postgres")
-    psql(
-        sock,
-        f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') "
-        f"THEN CREATE ROLE {owner} NOLOGIN; END IF; END$$",
-        db="postgres",
-    )
+    nologin_role(sock, owner)
     psql(sock, f"CREATE DATABASE {name} OWNER {owner} TEMPLATE template0", db="postgres")
 
 

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
-from pgtest import PORT, ROOT, psql, run_module, run_module_file
+from pgtest import PORT, ROOT, fresh_database, nologin_role, psql, run_module, run_module_file
 
 ROLE = ROOT / "roles/chatflow_database"
 SQL = (ROLE / "files/privileges_drift.sql").read_text()
@@ -98,15 +98,9 @@ def repair(sock: Path, grants: list[dict]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def grants(cluster):
-    psql(cluster, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
-    for role in ("chatflow_owner", *LOGIN_ROLES):
-        psql(
-            cluster,
-            f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') "
-            f"THEN CREATE ROLE {role} NOLOGIN; END IF; END$$",
-            db="postgres",
-        )
-    psql(cluster, f"CREATE DATABASE {DB} OWNER chatflow_owner TEMPLATE template0", db="postgres")
+    fresh_database(cluster, name=DB)
+    for role in LOGIN_ROLES:
+        nologin_role(cluster, role)
     result = run_module(
         "pg_migrate", cluster, login_db=DB, path=str(ROLE / "files/migrations"), apply_role="chatflow_owner"
     )
