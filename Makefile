@@ -15,7 +15,6 @@ export ANSIBLE_LOCAL_TEMP := $(STATE)/ansible/tmp
 export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 SANDBOX_INVENTORY := sandbox/inventory.yml
-SCENARIOS := default migrations security reliability
 # make molecule runs these lanes side by side (each lane's scenarios one after
 # the other; tools/run_scenarios.py).  One lane: MOLECULE_LANES=default
 MOLECULE_LANES ?= reliability,migrations default,security
@@ -24,7 +23,7 @@ MOLECULE_LANES ?= reliability,migrations default,security
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
-	@echo "make test             lint + unit tests + molecule scenarios: $(SCENARIOS)"
+	@echo "make test             lint + unit tests + molecule scenarios in lanes: $(MOLECULE_LANES)"
 	@echo "make check            lint + unit and integration tests (no Docker)"
 	@echo "make sandbox-verify   run the testinfra suite against the sandbox"
 	@echo "make sandbox-destroy  remove the sandbox container"

@@ -58,7 +58,10 @@ def run_program(name: str, container: str, workdir: Path) -> str:
         script = NODE_DIR / "snippets" / f"{name}-{os.getpid()}.mjs"
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(code)
-        return run_in_netns(container, ["node", str(script)], workdir)
+        try:
+            return run_in_netns(container, ["node", str(script)], workdir)
+        finally:
+            script.unlink()
     if lang == "python":
         script = workdir / f"{name}.py"
         script.write_text(code)
