@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import psycopg2
+import psycopg2.extras
 import pytest
 import yaml
 from pgtest import BINDIR, PORT, ROOT, psql, psql_file
@@ -283,6 +284,37 @@ def test_request_functions_keep_their_plans(plans_db, op):
             n.get("Index Cond", "") + n.get("Recheck Cond", "") for n in nodes if n.get("Index Name") == index
         ]
         assert any(operator in c for c in conditions), conditions
+
+
+def _search_buffers(cur, params: dict) -> int:
+    """The buffers one full-text search reads (EXPLAIN ANALYZE, the unrestricted statement)."""
+    cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + workload.QUERIES["search_fulltext"], params)
+    doc = cur.fetchone()[0]
+    plan = (json.loads(doc) if isinstance(doc, str) else doc)[0]["Plan"]
+    return plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
+
+
+def test_search_stays_cheap_while_messages_arrive(plans_db):
+    """V010: search asks idx_messages_channel_fts once per channel of the user, so a GIN pending
+    list (new entries waiting for VACUUM) would be read that many times.  After 3,000 posts (rolled
+    back: their entries reach the index all the same) the search of the user in the most channels
+    reads about what it read before."""
+    admin, catalog = plans_db
+    admin.execute("SELECT user_id FROM channel_members GROUP BY user_id ORDER BY count(*) DESC LIMIT 1")
+    user = admin.fetchone()[0]
+    params = {**catalog.params("search_fulltext"), "user": user}
+    before = _search_buffers(admin, params)
+    posts = [catalog.params("post_message") for _ in range(3000)]
+    admin.execute("BEGIN")
+    try:
+        psycopg2.extras.execute_batch(admin, workload.QUERIES["post_message"], posts, page_size=500)
+    finally:
+        admin.execute("ROLLBACK")
+    try:
+        after = _search_buffers(admin, params)
+    finally:
+        admin.execute("VACUUM messages")
+    assert after <= 2 * before + 50, f"a search read {before} buffers before 3,000 posts and {after} after"
 
 
 @pytest.mark.parametrize("protocol", rls.PROTOCOLS)
