@@ -48,6 +48,41 @@ def test_restore_drill_scratch_database_matches_the_backup(host):
     assert before["public.messages"]["rows"] >= 300
 
 
+def _without_meta(fingerprint: dict) -> dict:
+    # chatflow_meta's drift-check state changes on every run by design.
+    return {k: v for k, v in fingerprint.items() if not k.startswith("chatflow_meta.")}
+
+
+def _drill_rows(sh, port: int) -> dict[str, int]:
+    out = sh.host.check_output(
+        f"runuser -u postgres -- psql -XAt -p {port} -d {DB} -c "
+        "\"SELECT regexp_replace(content, '-[0-9]+$', ''), count(*) FROM messages WHERE content LIKE 'pitr-%' GROUP BY 1\""
+    )
+    return {kind: int(n) for kind, n in (line.split("|") for line in out.splitlines())}
+
+
+def test_pitr_scratch_cluster_is_the_restore_point(host, sh):
+    """Restored to the named point: every row written before it, none after (the mistake undone)."""
+    point = json.loads(host.check_output("cat /var/tmp/chatflow-pitr-point.json"))
+    scratch_port = defaults("chatflow_pgbackrest", overrides=inventory_vars())["chatflow_pgbackrest_scratch_port"]
+    scratch = json.loads(host.check_output(f"/usr/local/sbin/chatflow-backup fingerprint {DB} --port {scratch_port}"))
+    assert _without_meta(scratch) == _without_meta(point)
+    assert point["public.reactions"]["rows"] > 0
+    assert _drill_rows(sh, scratch_port) == {"pitr-before-backup": 200, "pitr-after-backup": 200}
+    archive_mode = host.check_output(f"runuser -u postgres -- psql -XAt -p {scratch_port} -c 'SHOW archive_mode'")
+    assert archive_mode == "off"
+
+
+def test_pitr_live_restore_kept_the_data_directory_it_replaced(host, sh):
+    version = INPUTS["chatflow_postgresql_version"]
+    kept = host.check_output(f"ls -d /var/lib/postgresql/{version}/main.before-restore-* 2>/dev/null || true")
+    assert len(kept.split()) == 1
+    assert host.file(kept.strip()).user == "postgres"
+    # The live cluster went on from the point on a timeline of its own.
+    assert int(sh.admin_sql("SELECT timeline_id FROM pg_control_checkpoint()")) >= 2
+    assert _drill_rows(sh, INPUTS["chatflow_postgresql_port"]) == {"pitr-before-backup": 200, "pitr-after-backup": 200}
+
+
 def test_live_restore_kept_the_previous_database(sh):
     kept = sh.admin_sql(
         "SELECT datname FROM pg_database WHERE datname LIKE 'chatflow_mvp_before_restore_%'", db="postgres"
@@ -288,6 +323,13 @@ BAD_INPUTS = {
         {"chatflow_postgresql_settings": {"work_mem": "64MB"}},
         "chatflow_postgresql_work_mem_mb",
     ),
+    "pitr_retention_zero": ({"chatflow_pgbackrest_retention_full": 0}, "chatflow_pgbackrest_retention_full"),
+    "pitr_schedule": ({"chatflow_pgbackrest_full_on_calendar": "every full moon"}, "chatflow_pgbackrest_full_on_calendar"),
+    "pitr_repository_in_data_dir": (
+        {"chatflow_pgbackrest_repo_path": "/var/lib/postgresql/15/main/backups"},
+        "chatflow_pgbackrest_repo_path",
+    ),
+    "pitr_scratch_port_taken": ({"chatflow_pgbackrest_scratch_port": 6432}, "chatflow_pgbackrest_scratch_port"),
     "parallel_workers_do_not_nest": (
         {"chatflow_postgresql_max_parallel_workers_per_gather": 16},
         "chatflow_postgresql_max_parallel_workers_per_gather",
@@ -308,6 +350,11 @@ def bad_input_runs(tmp_path_factory):
             "chatflow_database_migrator_password",
         )
     ephemeral = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", REPO / ".state"))
+    # The repository's key is not where this host looks for it.
+    cases["pitr_lost_key"] = (
+        {"chatflow_common_secrets_dir": str(tmp_path_factory.mktemp("no-key"))},
+        "chatflow_pgbackrest_cipher_pass",
+    )
     hosts = {}
     for kind, (variables, _name) in cases.items():
         hosts[f"bad_{kind}"] = {
@@ -317,6 +364,7 @@ def bad_input_runs(tmp_path_factory):
             **variables,
         }
     group_vars = {
+        "chatflow_common_secrets_dir": str(ephemeral / "secrets"),
         "chatflow_database_secrets_dir": str(ephemeral / "secrets"),
         "chatflow_redis_secrets_dir": str(ephemeral / "secrets"),
         "chatflow_tls_ca_fetch_dir": "",
@@ -333,7 +381,7 @@ def test_at_least_fifteen_kinds_of_bad_input(bad_input_runs):
     assert len(cases) >= 15
 
 
-@pytest.mark.parametrize("kind", [*sorted(BAD_INPUTS), "seed_example_password"])
+@pytest.mark.parametrize("kind", [*sorted(BAD_INPUTS), "seed_example_password", "pitr_lost_key"])
 def test_bad_input_fails_before_any_change(bad_input_runs, kind):
     cases, report = bad_input_runs
     if kind not in cases:

@@ -15,7 +15,7 @@ playbooks/restore.yml).  Settings come from /etc/chatflow/backup.conf (0600).
       then only the newest <keep> complete sets are kept.
   chatflow-backup list
       the complete sets, newest first, as JSON.
-  chatflow-backup fingerprint DB
+  chatflow-backup fingerprint DB [--port PORT]
       row count and content checksum (md5 of every row's text, in order) of
       every table of DB, as JSON.
   chatflow-backup restore [--from STAMP] [--target DB] [--confirm DB]
@@ -222,6 +222,8 @@ def cmd_list(cfg, _args):
 
 
 def cmd_fingerprint(cfg, args):
+    if args.port:
+        cfg = dict(cfg, pg_port=args.port)
     print(json.dumps(fingerprint(cfg, args.database), indent=2, sort_keys=True))
     return 0
 
@@ -301,6 +303,7 @@ def main():
     sub.add_parser("list")
     fp = sub.add_parser("fingerprint")
     fp.add_argument("database")
+    fp.add_argument("--port", type=int, help="another cluster's port (a scratch cluster restored by chatflow-pitr)")
     restore = sub.add_parser("restore")
     restore.add_argument("--from", dest="from_stamp")
     restore.add_argument("--target")
