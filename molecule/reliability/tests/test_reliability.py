@@ -56,7 +56,8 @@ def _without_meta(fingerprint: dict) -> dict:
 def _drill_rows(sh, port: int) -> dict[str, int]:
     out = sh.host.check_output(
         f"runuser -u postgres -- psql -XAt -p {port} -d {DB} -c "
-        "\"SELECT regexp_replace(content, '-[0-9]+$', ''), count(*) FROM messages WHERE content LIKE 'pitr-%' GROUP BY 1\""
+        "\"SELECT regexp_replace(content, '-[0-9]+$', ''), count(*) FROM messages"
+        " WHERE content LIKE 'pitr-%' GROUP BY 1\""
     )
     return {kind: int(n) for kind, n in (line.split("|") for line in out.splitlines())}
 
@@ -324,7 +325,10 @@ BAD_INPUTS = {
         "chatflow_postgresql_work_mem_mb",
     ),
     "pitr_retention_zero": ({"chatflow_pgbackrest_retention_full": 0}, "chatflow_pgbackrest_retention_full"),
-    "pitr_schedule": ({"chatflow_pgbackrest_full_on_calendar": "every full moon"}, "chatflow_pgbackrest_full_on_calendar"),
+    "pitr_schedule": (
+        {"chatflow_pgbackrest_full_on_calendar": "every full moon"},
+        "chatflow_pgbackrest_full_on_calendar",
+    ),
     "pitr_repository_in_data_dir": (
         {"chatflow_pgbackrest_repo_path": "/var/lib/postgresql/15/main/backups"},
         "chatflow_pgbackrest_repo_path",

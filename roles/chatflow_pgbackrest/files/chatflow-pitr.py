@@ -199,7 +199,8 @@ def start_and_wait(cfg: dict, cluster: str, port: str, timeout: int = 600) -> fl
                 return time.monotonic() - started
         except Failure:
             pass
-        if subprocess.run(["pg_ctlcluster", cfg["version"], cluster, "status"], capture_output=True).returncode == 3:
+        status = ["pg_ctlcluster", cfg["version"], cluster, "status"]
+        if subprocess.run(status, capture_output=True, check=False).returncode == 3:
             raise Failure(
                 "the restored cluster %s stopped during recovery (a target that the archive does not reach?):"
                 " see /var/log/postgresql/postgresql-%s-%s.log" % (cluster, cfg["version"], cluster)
