@@ -24,9 +24,11 @@ import subprocess
 
 import pytest
 
-from hostlib import HOST_NAME, INPUTS, PROJECT, run_site
+from hostlib import HOST_NAME, INPUTS, PROJECT, inventory_vars, run_site
+from tools.inputs import defaults
 
 RECORD = "/var/lib/chatflow/fingerprint.json"
+PGBACKREST = defaults("chatflow_pgbackrest", overrides=inventory_vars())
 CONF_DIR = f"/etc/postgresql/{INPUTS['chatflow_postgresql_version']}/{INPUTS['chatflow_postgresql_cluster']}"
 ENV_FILE = f"{PROJECT}/backend/{INPUTS['chatflow_app_env_file_name']}"
 # The roles whose state another role's is derived from (their manifests' `follows`).
@@ -62,6 +64,11 @@ DRIFTS = {
         "systemctl disable --now chatflow-backup.timer",
         {"chatflow_backup"},
         "systemctl is-enabled chatflow-backup.timer && systemctl is-active chatflow-backup.timer",
+    ),
+    "chatflow_pgbackrest": (
+        "systemctl disable --now chatflow-pgbackrest-full.timer",
+        {"chatflow_pgbackrest"},
+        "systemctl is-enabled chatflow-pgbackrest-full.timer && systemctl is-active chatflow-pgbackrest-full.timer",
     ),
 }
 
@@ -102,6 +109,9 @@ NOT_THE_ROLES_WRITES = [
     # What the services write at run time: data, logs, systemd's own state.
     "/var/lib/postgresql/*/*/*",
     "/var/lib/redis*",
+    # pgBackRest's repository (backups and archived WAL) and its async spool.
+    f"{PGBACKREST['chatflow_pgbackrest_repo_path']}/*",
+    f"{PGBACKREST['chatflow_pgbackrest_spool_path']}/*",
     "/var/log*",
     "/var/lib/systemd*",
     "/var/tmp/systemd-private-*",
