@@ -83,6 +83,46 @@ def test_pitr_live_restore_kept_the_data_directory_it_replaced(host, sh):
     assert _drill_rows(sh, INPUTS["chatflow_postgresql_port"]) == {"pitr-before-backup": 200, "pitr-after-backup": 200}
 
 
+def _drill_report(name: str) -> dict:
+    """A report of tools/pitr_drill.py, kept by the side effect on this machine (the host was killed)."""
+    return json.loads((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / f"pitr-{name}.json").read_text())
+
+
+def test_archive_failure_is_visible_and_heals():
+    """Archive unwritable: the status says failing, check fails, both logs say so, writes go on; then it heals."""
+    report = _drill_report("archive-fault")
+    assert report["failing_visible_after_seconds"] is not None, "chatflow-pitr status never said failing"
+    assert report["failed_count_during"] > 0
+    assert report["write_while_failing"] and report["server_up_while_failing"]
+    assert report["check_while_failing"]["rc"] != 0
+    assert report["logged"]["postgresql"] and report["logged"]["pgbackrest"], report["logged"]
+    assert report["healed_after_seconds"] is not None, "the archive did not catch up once writable"
+    assert not report["after"]["failing"] and report["after"]["segments_waiting"] == 0
+    assert report["check_after"]["rc"] == 0, report["check_after"]
+
+
+def test_killed_backup_leaves_a_repository_the_next_backup_and_verify_accept():
+    report = _drill_report("killed-backup")
+    left = report["left"]
+    assert left["partial"] and not left["manifest_complete"], "the backup was not killed in the middle"
+    assert left["unit"] == "failed" and left["backup_sessions"] == 0
+    assert report["next_backup"]["rc"] == 0 and report["next_backup"]["last"]["type"] == "full"
+    assert report["verify"]["rc"] == 0, report["verify"]["output"]
+    assert report["repository_status"] == "ok"
+
+
+def test_rpo_after_losing_the_host():
+    """The host killed while a client wrote: the repository gave back every acknowledged row up to a point
+    no further back than the archive timeout (plus the asynchronous push), and the host itself, started
+    again, kept every acknowledged row."""
+    report = _drill_report("rpo")
+    timeout = INPUTS["chatflow_pgbackrest_archive_timeout_sec"]
+    assert report["archive_timeout_seconds"] == timeout
+    assert report["restored"] > 0 and report["holes_before_newest_restored"] == 0
+    assert report["rpo_seconds"] <= timeout + 15, report
+    assert report["acknowledged_missing_on_restarted_host"] == 0
+
+
 def test_live_restore_kept_the_previous_database(sh):
     kept = sh.admin_sql(
         "SELECT datname FROM pg_database WHERE datname LIKE 'chatflow_mvp_before_restore_%'", db="postgres"
