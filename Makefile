@@ -19,7 +19,7 @@ SANDBOX_INVENTORY := sandbox/inventory.yml
 # the other; tools/run_scenarios.py).  One lane: MOLECULE_LANES=default
 MOLECULE_LANES ?= reliability,migrations default,security
 
-.PHONY: help venv host test-deps image sandbox sandbox-verify sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench bench-clean clean
+.PHONY: help venv host test-deps image sandbox sandbox-verify sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench bench-pitr bench-clean clean
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
@@ -28,6 +28,7 @@ help:
 	@echo "make sandbox-verify   run the testinfra suite against the sandbox"
 	@echo "make sandbox-destroy  remove the sandbox container"
 	@echo "make bench            the chat workload on the sandbox: ours vs the seed's design, pooling, Redis"
+	@echo "make bench-pitr       pgBackRest on the sandbox: backup and restore at the seed's size and at 1M messages"
 	@echo "make docs             regenerate the ER diagram (docs/schema) and the roles' variable references"
 	@echo "make lint | docs-check | unit | molecule | image | clean"
 
@@ -123,6 +124,13 @@ bench: venv image
 	python3 tools/hostctl.py sandbox-up
 	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
 	$(BIN)/python -m tools.bench.run $(BENCH_ARGS)
+
+# pgBackRest at the seed's size and with 1M messages: backup and restore times, sizes.
+bench-pitr: venv image
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	python3 tools/hostctl.py sandbox-up
+	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
+	$(BIN)/python -m tools.bench.pitr $(BENCH_ARGS)
 
 # Drop the clusters a `make bench BENCH_ARGS=--keep` left in the sandbox.
 bench-clean:

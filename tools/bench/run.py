@@ -187,15 +187,19 @@ def sql_literal(s: str) -> str:
 
 def load(box: Box, side: str, remote: str) -> float:
     """Same for both sides: drop the secondary indexes, COPY, build them again, VACUUM ANALYZE."""
+    return load_into(box, PORTS[side], remote)
+
+
+def load_into(box: Box, port: int, remote: str, db: str = "chatflow_mvp") -> float:
+    """Load the generated data into database `db` on `port` (its schema in place); the seconds it took."""
     t0 = time.monotonic()
-    port = PORTS[side]
     indexes = box.psql(
         port,
         "SELECT pg_get_indexdef(i.indexrelid) || ';' FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_class t ON t.oid = i.indrelid "
         "WHERE n.nspname = 'public' AND t.relkind = 'r' "
         "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
-        db="chatflow_mvp",
+        db=db,
     ).splitlines()
     names = box.psql(
         port,
@@ -203,17 +207,17 @@ def load(box: Box, side: str, remote: str) -> float:
         "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_class t ON t.oid = i.indrelid WHERE n.nspname = 'public' AND t.relkind = 'r' "
         "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
-        db="chatflow_mvp",
+        db=db,
     ).strip()
     copies = "".join(f"COPY {t} ({', '.join(cols)}) FROM '{remote}/{t}.tsv';\n" for t, cols in datagen.COLUMNS.items())
     tables = ", ".join(datagen.COLUMNS)
     box.psql(
         port,
         f"BEGIN;\nTRUNCATE {tables} CASCADE;\n" + (f"DROP INDEX {names};\n" if names else "") + copies + "COMMIT;\n",
-        db="chatflow_mvp",
+        db=db,
     )
-    box.psql(port, "SET maintenance_work_mem = '1GB';\n" + "\n".join(indexes) + "\n", db="chatflow_mvp")
-    box.psql(port, "VACUUM ANALYZE;\nREFRESH MATERIALIZED VIEW channel_stats;\nCHECKPOINT;", db="chatflow_mvp")
+    box.psql(port, "SET maintenance_work_mem = '1GB';\n" + "\n".join(indexes) + "\n", db=db)
+    box.psql(port, "VACUUM ANALYZE;\nREFRESH MATERIALIZED VIEW channel_stats;\nCHECKPOINT;", db=db)
     return time.monotonic() - t0
 
 
