@@ -2,14 +2,14 @@
 
 On the sandbox (or --host, a local test container provisioned by site.yml), twice: first with a copy of
 chatflow_mvp (the seed data) in the dump restores' scratch database, `chatflow_mvp_restore`; then with the
-generated data set
-(tools/bench/datagen.py, --messages, default 1M) loaded into it (the live database is not touched).  Each
-round: a full backup through its unit, 10,000 messages written, a differential backup, and the latest state
-restored into the scratch cluster (chatflow-pitr restore), whose message count must match the live one.
-Prints the backup and restore times and sizes, and the ratios between the rounds.  Drops the bench database
-and the scratch cluster afterwards; the backups stay in the repository until its retention expires them.
+generated data set (tools/bench/datagen.py, --messages, default 1M) loaded into it; the live database is
+not touched.  Each round: a full backup through its unit, 10,000 messages written, a differential backup,
+and the latest state restored into the scratch cluster (chatflow-pitr restore), whose message count must
+match the live one.  Prints the backup and restore times and sizes, and the ratios between the rounds.
+Drops the bench database and the scratch cluster afterwards; the backups stay in the repository until its
+retention expires them.
 
-    python3 -m tools.bench.pitr [--host NAME] [--messages N] [--keep]
+    python3 -m tools.bench.pitr [--host NAME] [--messages N] [--keep] [--replace-scratch]
 """
 
 from __future__ import annotations
