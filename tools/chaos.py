@@ -296,6 +296,16 @@ def cmd_kill(args):
     return 0
 
 
+def failure_reason(line: str) -> str:
+    """The stderr and msg of a task's `FAILED! => {...}` line (cut off in the line's first 400 characters)."""
+    _, _, result = line.partition("=> ")
+    try:
+        parsed = json.loads(result)
+    except ValueError:
+        return "-"
+    return json.dumps({k: parsed[k] for k in ("msg", "stderr") if parsed.get(k)})[:600]
+
+
 def cmd_concurrent(args):
     require_container(args.host)
     log_dir = Path(args.log_dir or "/tmp")
@@ -312,6 +322,7 @@ def cmd_concurrent(args):
             for line in run.lines:
                 if line.startswith("fatal:") or "FAILED!" in line or line.startswith("[ERROR]"):
                     log("  run %d: %s" % (n, line[:400]))
+                    log("  run %d: why: %s" % (n, failure_reason(line)))
     log("%d concurrent runs took %.1f s; %d failed" % (args.runs, elapsed, failed))
     return 1 if failed else 0
 
