@@ -6,8 +6,11 @@ Expectations come from the inputs (roles' defaults with the scenario's inventory
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
+import boto3
 import pytest
 
 from hostlib import INPUTS, inventory_vars, secret
@@ -63,17 +66,49 @@ def test_a_full_backup_exists_and_the_repository_verifies(host):
     assert res.rc == 0, res.stdout + res.stderr
 
 
+def repository_file(host, relative: str) -> bytes:
+    """A file of the repository as stored: from the host's directory, or from the bucket (molecule's S3
+    emulator, tools/s3_emulator.py, whose address and CA its prepare step wrote)."""
+    repo = PGBR["chatflow_pgbackrest_repo_path"].rstrip("/")
+    if PGBR["chatflow_pgbackrest_repo_type"] == "posix":
+        stored = host.file(f"{repo}/{relative}")
+        assert stored.exists
+        return stored.content
+    emulator = json.loads((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "s3" / "emulator.json").read_text())
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=emulator["url"],
+        verify=emulator["ca"],
+        region_name="us-east-1",
+        aws_access_key_id=PGBR["chatflow_pgbackrest_s3_key"],
+        aws_secret_access_key=secret("s3_key_secret"),
+    )
+    key = f"{repo}/{relative}".lstrip("/")
+    return s3.get_object(Bucket=PGBR["chatflow_pgbackrest_s3_bucket"], Key=key)["Body"].read()
+
+
 def test_repository_is_encrypted_with_the_kept_key(host):
-    repo = PGBR["chatflow_pgbackrest_repo_path"]
-    backup_info = host.file(f"{repo}/backup/{STANZA}/backup.info")
-    assert backup_info.exists
     # Encrypted: no INI header in clear text.
-    assert b"[backrest]" not in backup_info.content
+    assert b"[backrest]" not in repository_file(host, f"backup/{STANZA}/backup.info")
     config = host.file("/etc/pgbackrest/pgbackrest.conf")
     assert (config.user, config.group, config.mode) == ("postgres", "postgres", 0o600)
     assert f"repo1-cipher-pass={secret(f'pgbackrest_cipher_{STANZA}')}" in config.content_string
     assert not host.file("/etc/pgbackrest.conf").exists
-    assert host.file(repo).mode & 0o007 == 0
+    if PGBR["chatflow_pgbackrest_repo_type"] == "posix":
+        assert host.file(PGBR["chatflow_pgbackrest_repo_path"]).mode & 0o007 == 0
+
+
+def test_status_says_whether_the_repository_outlives_the_host(host):
+    """S3 is off the host; a directory is only when a network file system holds it."""
+    status = json.loads(host.check_output("/usr/local/sbin/chatflow-pitr status"))
+    if PGBR["chatflow_pgbackrest_repo_type"] == "s3":
+        assert status["repository_off_host"] is True
+        assert status["repository"].startswith(f"s3://{PGBR['chatflow_pgbackrest_s3_bucket']}/")
+        config = host.file("/etc/pgbackrest/pgbackrest.conf").content_string
+        assert f"repo1-storage-ca-file={PGBR['chatflow_pgbackrest_s3_ca_file']}" in config
+    else:
+        fs = host.check_output(f"findmnt -n -o FSTYPE -T {PGBR['chatflow_pgbackrest_repo_path']}")
+        assert status["repository_off_host"] is (fs in {"nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs"})
 
 
 @pytest.mark.parametrize("kind", ["full", "diff"])

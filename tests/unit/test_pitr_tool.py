@@ -68,3 +68,29 @@ def test_segments_count_across_a_log_file_boundary():
     assert pitr.segment_number("000000010000000000000003.00000028.backup") == 3
     assert pitr.segment_number("00000002.history") is None
     assert pitr.segment_number(None) is None
+
+
+MOUNTS = """overlay / overlay rw,relatime 0 0
+/dev/sda1 /var/lib ext4 rw 0 0
+nas:/export/pgbackrest /var/lib/pgbackrest nfs4 rw 0 0
+/dev/sdb1 /srv/backup\\040disk ext4 rw 0 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/var/lib/pgbackrest", "nfs4"),
+        ("/var/lib/pgbackrest/archive", "nfs4"),
+        ("/var/lib/pgbackrest2", "ext4"),
+        ("/var/lib/postgresql", "ext4"),
+        ("/srv/backup disk/repo", "ext4"),
+        ("/tmp", "overlay"),
+    ],
+)
+def test_the_repository_file_system_is_the_longest_mount_holding_it(path, kind):
+    assert pitr.mount_type(path, MOUNTS) == kind
+
+
+def test_an_s3_repository_is_off_the_host():
+    assert pitr.off_host({"repository_type": "s3", "repository": "s3://b/p at s3.example"})

@@ -104,6 +104,31 @@ def last_backup(info: dict) -> dict | None:
     }
 
 
+# File systems whose storage is not the host's own disk.
+NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "fuse.sshfs", "fuse.s3fs", "9p", "virtiofs"}
+
+
+def mount_type(path: str, mounts: str) -> str:
+    """The file system type of the longest mount point that holds `path` (lines of /proc/mounts)."""
+    best, kind = "", "unknown"
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def off_host(cfg: dict) -> bool:
+    """Whether the repository outlives the host: S3, or a directory on a network file system."""
+    if cfg.get("repository_type") == "s3":
+        return True
+    return mount_type(cfg.get("repository_path", cfg["repository"]), Path("/proc/mounts").read_text()) in NETWORK_FS
+
+
 def cmd_status(cfg: dict, _args) -> int:
     info = json.loads(pgbackrest(cfg, "--output=json", "info"))[0]
     archive = info.get("archive") or [{}]
@@ -111,6 +136,7 @@ def cmd_status(cfg: dict, _args) -> int:
         "stanza": cfg["stanza"],
         "repository": cfg["repository"],
         "repository_status": info["status"]["message"],
+        "repository_off_host": off_host(cfg),
         "backups": len(info.get("backup") or []),
         "last_backup": last_backup(info),
         "newest_wal_in_repository": archive[-1].get("max"),
