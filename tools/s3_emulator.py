@@ -131,8 +131,8 @@ def client(url: str, ca: Path):
         region_name="us-east-1",
         verify=str(ca),
         aws_access_key_id="emulator",
-        aws_secret_access_key="emulator",
-    )  # pragma: allowlist secret
+        aws_secret_access_key="emulator",  # pragma: allowlist secret
+    )
 
 
 def create_bucket(url: str, ca: Path, bucket: str, timeout: float = 30.0) -> None:

@@ -373,6 +373,24 @@ BAD_INPUTS = {
         "chatflow_pgbackrest_repo_path",
     ),
     "pitr_scratch_port_taken": ({"chatflow_pgbackrest_scratch_port": 6432}, "chatflow_pgbackrest_scratch_port"),
+    "pitr_s3_endpoint_address": (
+        {
+            "chatflow_pgbackrest_repo_type": "s3",
+            "chatflow_pgbackrest_s3_endpoint": "10.213.1.1",
+            "chatflow_pgbackrest_s3_bucket": "chatflow-pitr",
+            "chatflow_pgbackrest_s3_key": "k",
+            "chatflow_pgbackrest_s3_key_secret": "s",  # pragma: allowlist secret
+        },
+        "chatflow_pgbackrest_s3_endpoint",
+    ),
+    "pitr_s3_without_keys": (
+        {
+            "chatflow_pgbackrest_repo_type": "s3",
+            "chatflow_pgbackrest_s3_endpoint": "s3.example.test",
+            "chatflow_pgbackrest_s3_bucket": "chatflow-pitr",
+        },
+        "chatflow_pgbackrest_s3_key",
+    ),
     "parallel_workers_do_not_nest": (
         {"chatflow_postgresql_max_parallel_workers_per_gather": 16},
         "chatflow_postgresql_max_parallel_workers_per_gather",
