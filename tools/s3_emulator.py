@@ -93,7 +93,7 @@ def certificates(directory: Path, name: str, address: str) -> None:
     )
 
 
-def serve(directory: Path, bind: str, port: int) -> None:
+def serve(directory: Path, bind: str, port: int, name: str) -> None:
     (directory / "motoapp.py").write_text(APP, encoding="utf-8")
     gunicorn = Path(sys.executable).parent / "gunicorn"
     argv = [
@@ -121,7 +121,9 @@ def serve(directory: Path, bind: str, port: int) -> None:
         str(directory / "gunicorn.log"),
         "motoapp:app",
     ]
-    subprocess.run(argv, check=True)
+    # Path-style buckets for this name (moto would take its first label for a bucket).
+    env = dict(os.environ, MOTO_S3_CUSTOM_ENDPOINTS="https://%s:%d" % (name, port))
+    subprocess.run(argv, check=True, env=env)
 
 
 def client(url: str, ca: Path):
@@ -152,7 +154,7 @@ def cmd_start(args) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     cmd_stop(args)
     certificates(directory, args.name, args.bind)
-    serve(directory, args.bind, args.port)
+    serve(directory, args.bind, args.port, args.name)
     url = "https://%s:%d" % (args.bind, args.port)
     create_bucket(url, directory / "ca.crt", args.bucket)
     report = {"url": url, "ca": str(directory / "ca.crt"), "bucket": args.bucket, "name": args.name}
