@@ -65,7 +65,13 @@ def _drill_rows(sh, port: int) -> dict[str, int]:
 def test_pitr_scratch_cluster_is_the_restore_point(host, sh):
     """Restored to the named point: every row written before it, none after (the mistake undone)."""
     point = json.loads(host.check_output("cat /var/tmp/chatflow-pitr-point.json"))
-    scratch_port = defaults("chatflow_pgbackrest", overrides=inventory_vars())["chatflow_pgbackrest_scratch_port"]
+    pgbr = defaults("chatflow_pgbackrest", overrides=inventory_vars())
+    scratch_port = pgbr["chatflow_pgbackrest_scratch_port"]
+    # The RPO drill restarted the host since, and the scratch cluster does not start with it (start.conf
+    # manual): an operator starts it to look at it again.
+    scratch = f"{INPUTS['chatflow_postgresql_version']} {pgbr['chatflow_pgbackrest_scratch_cluster']}"
+    assert host.check_output(f"cat /etc/postgresql/{scratch.replace(' ', '/')}/start.conf").split()[-1] == "manual"
+    host.check_output(f"pg_ctlcluster {scratch} status >/dev/null || pg_ctlcluster {scratch} start")
     scratch = json.loads(host.check_output(f"/usr/local/sbin/chatflow-backup fingerprint {DB} --port {scratch_port}"))
     assert _without_meta(scratch) == _without_meta(point)
     assert _drill_rows(sh, scratch_port) == {"pitr-before-backup": 200, "pitr-after-backup": 200}
