@@ -4,17 +4,17 @@
 Used by the molecule scenario `reliability` (never against a real host: the target must be a Docker container
 on this machine, provisioned by site.yml).  Each command prints a JSON report; the scenario's tests assert on it.
 
-  pitr_drill.py archive-fault --host NAME
+  python3 -m tools.pitr_drill archive-fault --host NAME
       Makes the repository's archive unwritable (what a full disk or a lost mount does to the write), forces
       a WAL switch, and measures how long until the archiver shows `failing` (chatflow-pitr status,
       pg_stat_archiver), whether PostgreSQL still takes writes meanwhile, what `pgbackrest check` and the log
       say; then gives the write back and measures how long until the archive has caught up.
 
-  pitr_drill.py killed-backup --host NAME
+  python3 -m tools.pitr_drill killed-backup --host NAME
       Starts a full backup through its unit and SIGKILLs the unit as soon as the backup's directory appears
       in the repository; then the next backup through the same unit, and `pgbackrest verify`.
 
-  pitr_drill.py rpo --host NAME --repository DIR --cipher-file FILE [--seconds 30]
+  python3 -m tools.pitr_drill rpo --host NAME --repository DIR --cipher-file FILE [--seconds 30]
       A client on the host writes rows in a loop, each acknowledged (committed) row reported to this script
       with its time; after --seconds the container is killed (SIGKILL to everything, like a power cut).  A
       fresh container from the same image, with only the repository DIR (a host directory the killed
@@ -36,11 +36,10 @@ import time
 import uuid
 from pathlib import Path
 
-IMAGE = "chatflow-debian12-systemd:latest"
-SYSTEMD_RUN_OPTS = [
-    *("--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"),
-    *("--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock"),
-]
+# The base image and the options of a systemd container, as the sandbox gets them.
+from tools.hostctl import IMAGE, SYSTEMD_RUN_OPTS
+from tools.hostctl import wait_systemd as systemd_up
+
 LABEL = re.compile(r"^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$")
 DB = "chatflow_mvp"
 UNIT = "chatflow-pgbackrest@full.service"
@@ -247,15 +246,7 @@ def write_until_killed(host: str, seconds: float) -> tuple[list[tuple[int, float
 
 
 def wait_systemd(name: str) -> None:
-    if (
-        wait_for(
-            lambda: (
-                dexec(name, "systemctl", "is-system-running", check=False).stdout.strip() in ("running", "degraded")
-            ),
-            90,
-        )
-        is None
-    ):
+    if not systemd_up(name, timeout=90):
         raise Failure("systemd in %s did not come up" % name)
 
 
