@@ -31,10 +31,11 @@ from tools.skip_policy import pytest_runtest_makereport  # noqa: E402, F401  (a 
 def inventory_vars() -> dict:
     """The variables the scenario's inventory gives the group chatflow_db
     (molecule writes them to group_vars/chatflow_db beside its inventory
-    file); none for the sandbox, which runs on the defaults."""
+    file); for the sandbox, the group's vars in sandbox/inventory.yml."""
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if not inventory:
-        return {}
+        sandbox = yaml.safe_load((REPO / "sandbox" / "inventory.yml").read_text(encoding="utf-8"))
+        return sandbox["all"]["children"]["chatflow_db"].get("vars") or {}
     group_vars = Path(inventory).parent / "group_vars" / "chatflow_db"
     assert group_vars.is_file(), f"molecule's inventory has no {group_vars}"
     return yaml.safe_load(group_vars.read_text(encoding="utf-8")) or {}

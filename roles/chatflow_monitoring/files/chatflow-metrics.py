@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def backup_lines(stanza):
@@ -54,7 +54,7 @@ def certificate_lines(paths):
             print("cannot read %s: %s" % (path, exc), file=sys.stderr)
             continue
         not_after = out.strip().split("=", 1)[1]
-        when = datetime.strptime(not_after, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(not_after, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC)
         lines.append('chatflow_tls_certificate_not_after_timestamp_seconds{file="%s"} %d' % (path, when.timestamp()))
     return lines
 
