@@ -27,7 +27,9 @@ CONF_DIR = f"/etc/postgresql/{PG}"
 DATA_DIR = f"/var/lib/postgresql/{PG}"
 PG_LOG = f"/var/log/postgresql/postgresql-{PG.replace('/', '-')}.log"
 TLS_DIR = INPUTS["chatflow_tls_dir"]
-LOGIN_ROLES = tuple(INPUTS[f"chatflow_database_{kind}_role"] for kind in ("app", "request", "readonly", "migrator"))
+LOGIN_ROLES = tuple(
+    INPUTS[f"chatflow_database_{kind}_role"] for kind in ("app", "request", "readonly", "migrator", "monitor")
+)
 DATABASE = defaults("chatflow_database", overrides=inventory_vars())
 # The trusted side that row-level security does not apply to, and nothing else (chatflow_database_rls_bypass_roles).
 RLS_BYPASS = set(DATABASE["chatflow_database_rls_bypass_roles"])
@@ -582,8 +584,12 @@ def test_ho02_firewall_admits_database_ports_only_from_configured_networks(host,
         plain.append(INPUTS["chatflow_redis_cache_port"])
         tls.append(INPUTS["chatflow_redis_cache_tls_port"])
     pg_port = INPUTS["chatflow_postgresql_port"]
-    guarded = ", ".join(str(p) for p in sorted([pg_port, *plain, *tls]))
-    assert f"tcp dport {{ {guarded} }} drop" in table, table
+    monitoring = (
+        [int(p) for p in INPUTS["chatflow_monitoring_ports"].values()] if INPUTS["chatflow_monitoring_enabled"] else []
+    )
+    dropped = re.search(r"tcp dport \{ ([0-9, ]+) \} drop", table)
+    assert dropped, table
+    assert {int(p) for p in dropped.group(1).split(", ")} == {pg_port, *plain, *tls, *monitoring}, table
     assert 'iif "lo" accept' in table
     sets = nft_sets(table)
     assert sets[f"postgresql_{pg_port}_v4"] | sets[f"postgresql_{pg_port}_v6"] == PG_REMOTE
@@ -591,6 +597,10 @@ def test_ho02_firewall_admits_database_ports_only_from_configured_networks(host,
         assert sets[f"{name}_{port}_v4"] | sets[f"{name}_{port}_v6"] == set(), f"plain Redis port {port}: loopback only"
     for name, port in zip(("redis_tls", "redis_cache_tls"), tls, strict=False):
         assert sets[f"{name}_{port}_v4"] | sets[f"{name}_{port}_v6"] == REDIS_REMOTE
+    # HO-02b the exporters and the host's Prometheus: the monitoring networks only.
+    for port in monitoring:
+        admitted = sets[f"monitoring_{port}_v4"] | sets[f"monitoring_{port}_v6"]
+        assert admitted == {ipaddress.ip_network(c) for c in INPUTS["chatflow_monitoring_cidrs"]}, port
 
 
 def test_ho03_env_files_private_to_the_app_user(host):
