@@ -16,8 +16,6 @@ import shlex
 import time
 from pathlib import Path
 
-import pytest
-
 from hostlib import inventory_vars, secret
 from tools.inputs import defaults
 
@@ -95,8 +93,10 @@ def save(name: str, report: dict) -> None:
         Path(directory, f"crash-{name}.json").write_text(json.dumps(printable), encoding="utf-8")
 
 
-@pytest.mark.skipif(not M["chatflow_postgresql_restart_on_failure"], reason="restart on failure is off")
 def test_killed_postmaster_restarts_and_keeps_every_committed_write(host, sh):
+    assert M["chatflow_postgresql_restart_on_failure"], (
+        "the scenario must keep restart on failure on: this drill proves it"
+    )
     sh.admin_sql(
         "CREATE TABLE IF NOT EXISTS crash_probe (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())", db="postgres"
     )
@@ -117,10 +117,9 @@ def test_killed_postmaster_restarts_and_keeps_every_committed_write(host, sh):
     sh.admin_sql("DROP TABLE crash_probe", db="postgres")
 
 
-@pytest.mark.skipif(
-    not (M["chatflow_pgbouncer_enabled"] and M["chatflow_pgbouncer_restart_on_failure"]), reason="no PgBouncer restart"
-)
 def test_killed_pgbouncer_restarts_and_the_node_exporter_counts_it(host):
+    # The scenario's inputs must run PgBouncer with its restart policy: this drill is what proves it.
+    assert M["chatflow_pgbouncer_enabled"] and M["chatflow_pgbouncer_restart_on_failure"]
     before = restarts(host, "pgbouncer.service")
     password = secret(f"postgresql_{M['chatflow_database_app_role']}")
     dsn = (
