@@ -25,15 +25,27 @@ SQL = (ROLE / "files/privileges_drift.sql").read_text()
 PRIVS_MODULE = "ansible_collections.community.postgresql.plugins.modules.postgresql_privs"
 PRIVS = Path(importlib.util.find_spec(PRIVS_MODULE).origin)
 DB = "chatflow_privs"
-LOGIN_ROLES = ("chatflow_app", "chatflow_request", "chatflow_readonly", "chatflow_migrator")
 
 
-def role_grants(sock: Path) -> list[dict]:
-    """The role's __chatflow_database_grants for the tables this database has."""
+def role_variables() -> tuple[DataLoader, dict]:
+    """The defaults and vars the role sees (chatflow_common's and its own)."""
     loader = DataLoader()
     variables = {}
     for path in ("chatflow_common/defaults", "chatflow_database/defaults", "chatflow_database/vars"):
         variables.update(loader.load_from_file(str(ROOT / "roles" / path / "main.yml"), trusted_as_template=True))
+    return loader, variables
+
+
+def login_roles() -> list[str]:
+    """The names of the role's login roles (the grants name each of them)."""
+    loader, variables = role_variables()
+    templar = Templar(loader=loader, variables=variables)
+    return [templar.template(role["name"]) for role in variables["__chatflow_database_login_roles"]]
+
+
+def role_grants(sock: Path) -> list[dict]:
+    """The role's __chatflow_database_grants for the tables this database has."""
+    loader, variables = role_variables()
     tables = psql(
         sock,
         "SELECT string_agg(relname, ',' ORDER BY relname), "
@@ -99,7 +111,9 @@ def repair(sock: Path, grants: list[dict]) -> list[int]:
 @pytest.fixture(scope="module")
 def grants(cluster):
     fresh_database(cluster, name=DB)
-    for role in LOGIN_ROLES:
+    roles = login_roles()
+    assert "chatflow_app" in roles and "chatflow_monitor" in roles, roles
+    for role in roles:
         nologin_role(cluster, role)
     result = run_module(
         "pg_migrate", cluster, login_db=DB, path=str(ROLE / "files/migrations"), apply_role="chatflow_owner"
