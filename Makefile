@@ -19,7 +19,7 @@ SANDBOX_INVENTORY := sandbox/inventory.yml
 # the other; tools/run_scenarios.py).  One lane: MOLECULE_LANES=default
 MOLECULE_LANES ?= reliability,migrations default,security
 
-.PHONY: help venv host test-deps image sandbox sandbox-verify sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench bench-pitr bench-clean clean
+.PHONY: help venv host test-deps image sandbox sandbox-verify screenshots sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench bench-pitr bench-overhead bench-clean clean
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
@@ -29,6 +29,8 @@ help:
 	@echo "make sandbox-destroy  remove the sandbox container"
 	@echo "make bench            the chat workload on the sandbox: ours vs the seed's design, pooling, Redis"
 	@echo "make bench-pitr       pgBackRest on the sandbox: backup and restore at the seed's size and at 1M messages"
+	@echo "make bench-overhead   the pgbench mix with the monitoring (statistics, exporters) on against off"
+	@echo "make screenshots      the pgBadger report and Prometheus' graph of the sandbox, as Chromium renders them"
 	@echo "make docs             regenerate the ER diagram (docs/schema) and the roles' variable references"
 	@echo "make lint | docs-check | unit | molecule | image | clean"
 
@@ -57,6 +59,12 @@ sandbox: venv image
 # The molecule scenario's testinfra suite, against the sandbox.
 sandbox-verify: venv node-deps tls-scan-deps
 	CHATFLOW_TEST_HOST=chatflow-sandbox pytest -q molecule/shared
+
+# The monitoring pages as a person sees them, rendered by headless Chromium
+# from the sandbox (the test that checks them writes them to docs/operations/).
+screenshots: venv test-deps
+	CHATFLOW_TEST_HOST=chatflow-sandbox CHATFLOW_SCREENSHOT_DIR=$(CURDIR)/docs/operations \
+		pytest -q molecule/shared/test_monitoring.py -k what_a_person_sees
 
 sandbox-destroy:
 	python3 tools/hostctl.py sandbox-down
@@ -131,6 +139,13 @@ bench-pitr: venv image
 	python3 tools/hostctl.py sandbox-up
 	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
 	$(BIN)/python -m tools.bench.pitr $(BENCH_ARGS)
+
+# What the monitoring costs: the pgbench mix with statistics and exporters on against off.
+bench-overhead: venv image
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	python3 tools/hostctl.py sandbox-up
+	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
+	$(BIN)/python -m tools.bench.overhead $(BENCH_ARGS)
 
 # Drop the clusters a `make bench BENCH_ARGS=--keep` left in the sandbox.
 bench-clean:

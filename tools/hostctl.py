@@ -114,9 +114,10 @@ def test_deps(_args) -> int:
     """Install what only the tests and the generated docs need on this machine:
     PostgreSQL 15's server binaries (the modules' integration tests start
     throwaway clusters; the package creates none), openssl (the own-certificate
-    test makes a CA), redis-tools (the connection guide's remote shell snippet)
-    and graphviz (the ER diagram)."""
-    wanted = (("openssl", "openssl"), ("redis-tools", "redis-cli"), ("graphviz", "dot"))
+    test makes a CA), redis-tools (the connection guide's remote shell snippet),
+    graphviz (the ER diagram) and chromium (the monitoring pages as a person sees
+    them, tools/browser.py)."""
+    wanted = (("openssl", "openssl"), ("redis-tools", "redis-cli"), ("graphviz", "dot"), ("chromium", "chromium"))
     missing = [pkg for pkg, cmd in wanted if not shutil.which(cmd)]
     if not PG_INITDB.exists():
         missing.append("postgresql-15")
@@ -125,7 +126,7 @@ def test_deps(_args) -> int:
             dropin.parent.mkdir(parents=True, exist_ok=True)
             dropin.write_text("create_main_cluster = false\n")
     if not missing:
-        log("openssl, redis-tools, graphviz and postgresql-15 already installed")
+        log("openssl, redis-tools, graphviz, chromium and postgresql-15 already installed")
         return 0
     return _apt_install(missing)
 

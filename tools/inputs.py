@@ -70,3 +70,9 @@ def defaults(*roles: str, facts: dict | None = None, overrides: dict | None = No
 def shared(overrides: dict | None = None) -> dict:
     """The shared inputs (roles/chatflow_common) with an inventory's overrides."""
     return defaults(overrides=overrides)
+
+
+def sandbox_vars() -> dict:
+    """The variables sandbox/inventory.yml gives the group chatflow_db (`make sandbox`'s inputs)."""
+    sandbox = yaml.safe_load((ROOT / "sandbox" / "inventory.yml").read_text(encoding="utf-8"))
+    return sandbox["all"]["children"]["chatflow_db"].get("vars") or {}

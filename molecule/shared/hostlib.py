@@ -24,7 +24,7 @@ import yaml
 HOST_NAME = os.environ.get("CHATFLOW_TEST_HOST", "chatflow-molecule-default")
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from tools.inputs import shared  # noqa: E402  (the repository root is on the path only now)
+from tools.inputs import sandbox_vars, shared  # noqa: E402  (the repository root is on the path only now)
 from tools.skip_policy import pytest_runtest_makereport  # noqa: E402, F401  (a pytest hook: skips under CI)
 
 
@@ -34,8 +34,7 @@ def inventory_vars() -> dict:
     file); for the sandbox, the group's vars in sandbox/inventory.yml."""
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if not inventory:
-        sandbox = yaml.safe_load((REPO / "sandbox" / "inventory.yml").read_text(encoding="utf-8"))
-        return sandbox["all"]["children"]["chatflow_db"].get("vars") or {}
+        return sandbox_vars()
     group_vars = Path(inventory).parent / "group_vars" / "chatflow_db"
     assert group_vars.is_file(), f"molecule's inventory has no {group_vars}"
     return yaml.safe_load(group_vars.read_text(encoding="utf-8")) or {}

@@ -7,16 +7,20 @@ the monitoring networks and the thresholds the rules must use.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import time
+import urllib.parse
+from pathlib import Path
 
 import yaml
 
-from hostlib import DB, inventory_vars, secret
+from hostlib import DB, HOST_NAME, inventory_vars, secret
+from tools import browser
 from tools.inputs import defaults
 
-M = defaults("chatflow_common", "chatflow_monitoring", overrides=inventory_vars())
+M = defaults("chatflow_common", "chatflow_postgresql", "chatflow_monitoring", overrides=inventory_vars())
 PORTS = {name: int(port) for name, port in M["chatflow_monitoring_ports"].items()}
 REMOTE = len(M["chatflow_monitoring_cidrs"]) > 0
 # Exporters without TLS stay on loopback whatever the networks (the role's design).
@@ -24,6 +28,8 @@ LOOPBACK_ONLY = {"pgbouncer", "mtail"}
 CA = M["chatflow_tls_ca_cert_file"]
 MONITOR = M["chatflow_database_monitor_role"]
 RULES = "/etc/prometheus/chatflow.rules.yml"
+# Prometheus' graph page with one expression in its table tab.
+PROMETHEUS_GRAPH = "/classic/graph?g0.expr={expr}&g0.tab=1"
 
 
 def scrape(host, name: str, path: str = "/metrics") -> str:
@@ -398,3 +404,47 @@ def test_the_pgbadger_report_is_written_for_operators_only(host):
     assert d.group == M["chatflow_monitoring_report_group"] and d.mode == 0o750
     assert f.mode & 0o007 == 0, f"the report is world-readable: {oct(f.mode)}"
     assert "pgBadger" in f.content_string
+
+
+def _prometheus_value(host, query: str) -> str | None:
+    """The instant value of a PromQL query on the host's Prometheus (None while it has none)."""
+    page = scrape(host, "prometheus", f"/api/v1/query?query={urllib.parse.quote(query)}")
+    result = yaml.safe_load(page)["data"]["result"]
+    return result[0]["value"][1] if result else None
+
+
+def test_what_a_person_sees_in_the_report_and_the_graph(host, sh, tmp_path):
+    """Something happens (statements slower than the log threshold, a burst of failed logins of a
+    new user), then the pages an operator opens, rendered by headless Chromium, show it: the
+    pgBadger report lists the statement, Prometheus' graph page the burst's count.  With
+    CHATFLOW_SCREENSHOT_DIR set, the screenshots of both are written there (the docs' images)."""
+    marker = f"chatflow_seen_{int(time.time())}"
+    seconds = M["chatflow_postgresql_log_min_duration_statement_ms"] / 1000 + 0.2
+    for _ in range(2):
+        sh.admin_sql(f"SELECT pg_sleep({seconds}), '{marker}' AS probe")
+    for _ in range(4):
+        host.run(
+            f"PGPASSWORD=wrong psql 'host=127.0.0.1 port={M['chatflow_postgresql_port']} dbname={DB} "
+            f"user={marker} sslmode=disable' -c 'SELECT 1'"
+        )
+    shots = Path(os.environ.get("CHATFLOW_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    if not M["chatflow_monitoring_pgbadger_enabled"]:
+        assert not host.file(f"{M['chatflow_monitoring_report_dir']}/pgbadger").exists
+    else:
+        assert host.run("systemctl start chatflow-pgbadger.service").rc == 0
+        report = tmp_path / "pgbadger.html"
+        report.write_bytes(host.file(f"{M['chatflow_monitoring_report_dir']}/pgbadger/index.html").content)
+        dom = browser.render(report.as_uri(), shots / "pgbadger.png")
+        assert marker in dom, "the rendered pgBadger report does not show the slow statement"
+    if not M["chatflow_monitoring_prometheus_enabled"]:
+        assert not host.service("prometheus").is_running
+        return
+    query = f'sum(chatflow_auth_failures_total{{user="{marker}"}})'
+    count = wait_for(lambda: _prometheus_value(host, query), timeout=90, step=5)
+    assert count == "4", f"Prometheus has {count!r} for {query}"
+    path = PROMETHEUS_GRAPH.format(expr=urllib.parse.quote(query))
+    scheme = "https" if REMOTE else "http"
+    with browser.forward(HOST_NAME, PORTS["prometheus"]) as local:
+        dom = browser.render(f"{scheme}://127.0.0.1:{local}{path}", shots / "prometheus.png")
+    assert re.search(rf">\s*{count}\s*<", dom), f"the rendered graph page does not show {count} for {query}"

@@ -24,7 +24,7 @@ import yaml
 from pgtest import BINDIR, PORT, ROOT, psql, psql_file
 
 sys.path.insert(0, str(ROOT))
-from tools.bench import datagen, pgbench_rls, rls, workload
+from tools.bench import datagen, pgbench_mix, pgbench_rls, rls, workload
 
 DB = "chatflow_plans"
 MESSAGES = 100_000
@@ -359,3 +359,23 @@ def test_row_level_security_cost_with_pgbench(cluster, plans_db, rls_cursors):
             print(f"  {protocol:8} {op:16} {entry['bypass']:7.3f} -> {entry['request']:7.3f}   x{entry['ratio']}")
     assert set(report) == set(pgbench_rls.PROTOCOLS)
     assert all(set(ops) == set(workload.QUERIES) for ops in report.values()), report
+
+
+@pytest.mark.parametrize("protocol", pgbench_mix.PROTOCOLS)
+def test_the_pgbench_mix_runs_every_operation(cluster, plans_db, rls_cursors, protocol):
+    """tools/bench/pgbench_mix.py on this data (writes committed, so it runs last): every operation
+    of the mix runs in its weight's share without an error, each with a statement latency and
+    percentiles; the client's CPU is counted.  The numbers are printed, not asserted."""
+    admin, catalog = plans_db
+    pgbench_mix.fill_parameters(admin, catalog, rows=50)
+    result = pgbench_mix.run_mix(
+        _dsn(cluster, "plans_bypass"), clients=2, seconds=3, protocol=protocol, rows=50, pgbench=str(BINDIR / "pgbench")
+    )
+    print(f"\npgbench mix, {protocol}: {result['tps']} tps, cpu {result['cpu']}")
+    ops = result["ops"]
+    assert set(ops) == set(workload.WEIGHTS)
+    shares = {op: ops[op]["n"] / result["transactions"] for op in ops}
+    weights = {op: w / sum(workload.WEIGHTS.values()) for op, w in workload.WEIGHTS.items()}
+    assert all(abs(shares[op] - weights[op]) < 0.1 for op in ops), (shares, weights)
+    assert all(0 < ops[op]["statement_mean"] <= ops[op]["p99"] * 1.5 for op in ops), ops
+    assert 0 < result["cpu"]["client_s"] < result["cpu"]["machine_s"], result["cpu"]

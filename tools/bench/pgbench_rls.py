@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -28,55 +27,19 @@ from pathlib import Path
 
 import psycopg2
 
-from tools.bench import rls, workload
+from tools.bench import pgbench_mix, workload
 
 PROTOCOLS = ("extended", "prepared")
-PARAMS_TABLE = "bench_rls_params"
-# Every parameter any query of the workload takes (a column of the parameter table each).
-PARAMETERS = ("user", "channel", "content", "before", "before_id", "root", "query", "pattern", "message", "emoji")
-PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
-PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-
-
-def to_pgbench(sql: str) -> str:
-    """A workload statement with pgbench's variables (:p_name) for its %(name)s parameters."""
-    return PLACEHOLDER.sub(lambda m: f":p_{m.group(1)}", sql).replace("%%", "%")
+PGBENCH = pgbench_mix.PGBENCH
+PARAMS_TABLE = pgbench_mix.PARAMS_TABLE
+fill_parameters = pgbench_mix.fill_parameters
+to_pgbench = pgbench_mix.to_pgbench
 
 
 def script(op: str, sql: str, rows: int) -> str:
     """One transaction of op: draw a parameter row, set the user, run the query, roll back."""
-    used = sorted(set(PLACEHOLDER.findall(workload.SET_USER + sql)))
-    columns = ", ".join(f'"{name}" AS p_{name}' for name in used)
-    return "\n".join(
-        (
-            f"\\set k random(1, {rows})",
-            f"SELECT {columns} FROM {PARAMS_TABLE} WHERE op = '{op}' AND k = :k \\gset",
-            "BEGIN;",
-            to_pgbench(workload.SET_USER) + ";",
-            to_pgbench(sql) + ";",
-            "ROLLBACK;",
-            "",
-        )
-    )
-
-
-def fill_parameters(admin, catalog: workload.Catalog, rows: int) -> None:
-    """The parameter table (readable by every role): rows per operation, users allowed to see
-    the thread or message they name (as tools/bench/rls.py draws them)."""
-    admin.execute(f"DROP TABLE IF EXISTS {PARAMS_TABLE}")
-    columns = ", ".join(f'"{name}" text' for name in PARAMETERS)
-    admin.execute(f"CREATE TABLE {PARAMS_TABLE} (op text, k integer, {columns}, PRIMARY KEY (op, k))")
-    admin.execute(f"GRANT SELECT ON {PARAMS_TABLE} TO PUBLIC")
-    insert = f"INSERT INTO {PARAMS_TABLE} VALUES (%s, %s{', %s' * len(PARAMETERS)})"
-    for op in workload.QUERIES:
-        for k in range(1, rows + 1):
-            params = rls.visible_params(admin, catalog, op)
-            admin.execute(insert, (op, k, *(_text(params.get(name)) for name in PARAMETERS)))
-    admin.execute(f"ANALYZE {PARAMS_TABLE}")
-
-
-def _text(value) -> str | None:
-    return None if value is None else str(value)
+    draw = pgbench_mix.lookup(op, workload.SET_USER + sql, rows)
+    return f"{draw}BEGIN;\n{to_pgbench(workload.SET_USER)};\n{to_pgbench(sql)};\nROLLBACK;\n"
 
 
 def statement_latency(output: str, sql: str) -> float:

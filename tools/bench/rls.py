@@ -30,23 +30,6 @@ from tools.bench import workload
 
 # Reads whose rows must match on both sides (writes return new ids).
 READS = ("channel_history", "open_thread", "unread_counts", "notifications", "search_fulltext", "search_fuzzy")
-# A user who may see the message a parameter names: a member of its channel.
-MEMBER_OF_MESSAGE = (
-    "SELECT cm.user_id::text FROM channel_members cm JOIN messages m ON m.channel_id = cm.channel_id "
-    "WHERE m.id = %s ORDER BY cm.user_id LIMIT 1"
-)
-
-
-def visible_params(cur, catalog: workload.Catalog, op: str) -> dict:
-    """Parameters for op whose user may see what they name (a thread root, a message to react to)."""
-    params = catalog.params(op)
-    message = params.get("root") or params.get("message")
-    if message:
-        cur.execute(MEMBER_OF_MESSAGE, (message,))
-        params["user"] = cur.fetchone()[0]
-    return params
-
-
 PROTOCOLS = ("simple", "prepared")
 
 
@@ -95,7 +78,7 @@ def compare(lookup, bypass: Client, request: Client, catalog: workload.Catalog, 
         times: dict[str, list[float]] = {"bypass": [], "request": []}
         mismatches = 0
         for n in range(rounds):
-            params = visible_params(lookup, catalog, op)
+            params = workload.visible_params(lookup, catalog, op)
             sides = [("bypass", bypass, workload.QUERIES[op]), ("request", request, workload.REQUEST_QUERIES[op])]
             rows = {}
             for name, cur, sql in sides if n % 2 else sides[::-1]:

@@ -131,7 +131,7 @@ def upload(box: Box, data: Path) -> str:
     with zipfile.ZipFile(next(wheels.glob("async_timeout-*.whl"))) as whl:
         whl.extractall(STATE / "async_timeout_pkg")
     box.cp(STATE / "async_timeout_pkg" / "async_timeout", f"{REMOTE}/lib/async_timeout")
-    for f in ("workload.py", "redisbench.py"):
+    for f in ("workload.py", "redisbench.py", "pgbench_mix.py"):
         box.cp(Path(__file__).parent / f, f"{REMOTE}/{f}")
     box.sh(f"chown -R postgres: {REMOTE}")
     return remote
@@ -141,7 +141,7 @@ def cluster_exists(box: Box, name: str) -> bool:
     return box.sh(f"test -d /etc/postgresql/15/{name} && echo yes || true").strip() == "yes"
 
 
-def create_clusters(box: Box, app_password: str) -> None:
+def create_clusters(box: Box, app_password: str, sides: tuple[str, ...] = tuple(PORTS)) -> None:
     """ours: the sandbox's settings, schema, roles and grants; seed: Debian's defaults and the seed schema."""
     tuned = box.psql(
         5432,
@@ -149,14 +149,14 @@ def create_clusters(box: Box, app_password: str) -> None:
         "WHERE source = 'configuration file' ORDER BY name",
     )
     lines = [ln for ln in tuned.splitlines() if ln.split(" = ")[0] not in NOT_COPIED]
-    for side, port in PORTS.items():
+    for side in sides:
         if cluster_exists(box, f"bench_{side}"):
             box.sh(f"pg_dropcluster --stop 15 bench_{side}")
-        box.sh(f"pg_createcluster -p {port} 15 bench_{side} >/dev/null")
+        box.sh(f"pg_createcluster -p {PORTS[side]} 15 bench_{side} >/dev/null")
     conf = "# The sandbox's tuning, copied by tools/bench/run.py\n" + "\n".join(lines) + "\n"
     box.sh("cat > /etc/postgresql/15/bench_ours/conf.d/chatflow-tuned.conf", stdin=conf)
-    for side in PORTS:
-        box.sh(f"pg_ctlcluster 15 bench_{side} start")
+    for side in sides:
+        start_cluster(box, side)
     log(f"ours: {len(lines)} settings copied from the sandbox's cluster; seed: Debian's defaults")
 
     # ours: roles (with their SCRAM secrets) and the schema with its grants.
@@ -166,6 +166,8 @@ def create_clusters(box: Box, app_password: str) -> None:
         f"| psql -X -q -v ON_ERROR_STOP=1 -p {PORTS['ours']} -d postgres >/dev/null",
         user="postgres",
     )
+    if "seed" not in sides:
+        return
     # seed: the app role first (the seed's GRANTs name it), then the schema as written (fixed to run).
     box.psql(
         PORTS["seed"],
@@ -174,6 +176,16 @@ def create_clusters(box: Box, app_password: str) -> None:
         "CREATE DATABASE chatflow_mvp ENCODING 'UTF8' TEMPLATE template0;\n",
     )
     box.psql(PORTS["seed"], seed_design_sql(), db="chatflow_mvp")
+
+
+def start_cluster(box: Box, side: str) -> None:
+    """Start a benchmark cluster (restart if running); an error with its log's tail when it does not come up."""
+    done = box.sh(
+        f"pg_ctlcluster 15 bench_{side} restart 2>&1 && pg_isready -q -t 30 -p {PORTS[side]}; echo rc=$?", check=False
+    )
+    if not done.rstrip().endswith("rc=0"):
+        log_tail = box.sh(f"tail -n 20 /var/log/postgresql/postgresql-15-bench_{side}.log", check=False)
+        raise RuntimeError(f"the benchmark cluster bench_{side} did not start:\n{done.strip()}\n{log_tail}")
 
 
 def seed_design_sql() -> str:
@@ -387,21 +399,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def prepare_clusters(box: Box, args: argparse.Namespace, password: str, remote: str, results: dict) -> None:
-    """Reuse kept clusters only when the data and the way they were built are the same; else build and load."""
+def prepare_clusters(
+    box: Box,
+    args: argparse.Namespace,
+    password: str,
+    remote: str,
+    results: dict,
+    *,
+    sides: tuple[str, ...] = tuple(PORTS),
+) -> None:
+    """Reuse kept clusters only when the data and the way they were built are the same and they
+    start; else (a leftover of another run, or one that does not start) build and load them again."""
     recipe = hashlib.sha256((seed_design_sql() + Path(__file__).read_text()).encode()).hexdigest()[:12]
     marker = f"{args.messages}-{args.seed}-{recipe}"
-    reuse = all(cluster_exists(box, f"bench_{s}") for s in PORTS) and all(
+    reuse = all(cluster_exists(box, f"bench_{s}") for s in sides) and all(
         box.sh(f"cat /etc/postgresql/15/bench_{s}/chatflow-bench-data 2>/dev/null || true").strip() == marker
-        for s in PORTS
+        for s in sides
     )
     if reuse:
-        log("reusing the benchmark clusters (same data)")
-        for s in PORTS:
-            box.sh(f"pg_ctlcluster 15 bench_{s} start || true")
-        return
-    create_clusters(box, password)
-    for side in PORTS:
+        try:
+            for s in sides:
+                start_cluster(box, s)
+            log("reusing the benchmark clusters (same data)")
+            return
+        except RuntimeError as exc:
+            log(f"a kept cluster does not start, building again: {exc}")
+    create_clusters(box, password, sides)
+    for side in sides:
         results["load_s"][side] = round(load(box, side, remote), 1)
         box.sh(f"echo {marker} > /etc/postgresql/15/bench_{side}/chatflow-bench-data")
         log(f"{side}: loaded in {results['load_s'][side]} s")

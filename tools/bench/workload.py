@@ -143,6 +143,23 @@ class Catalog:
         return p
 
 
+# A user who may see the message a parameter names: a member of its channel.
+MEMBER_OF_MESSAGE = (
+    "SELECT cm.user_id::text FROM channel_members cm JOIN messages m ON m.channel_id = cm.channel_id "
+    "WHERE m.id = %s ORDER BY cm.user_id LIMIT 1"
+)
+
+
+def visible_params(cur, catalog: Catalog, op: str) -> dict:
+    """Parameters for op whose user may see what they name (a thread root, a message to react to)."""
+    params = catalog.params(op)
+    message = params.get("root") or params.get("message")
+    if message:
+        cur.execute(MEMBER_OF_MESSAGE, (message,))
+        params["user"] = cur.fetchone()[0]
+    return params
+
+
 def _connect(dsn: str):
     conn = psycopg2.connect(dsn, application_name="chatflow-bench")
     conn.autocommit = True

@@ -32,7 +32,7 @@ PGBACKREST = defaults("chatflow_pgbackrest", overrides=inventory_vars())
 CONF_DIR = f"/etc/postgresql/{INPUTS['chatflow_postgresql_version']}/{INPUTS['chatflow_postgresql_cluster']}"
 ENV_FILE = f"{PROJECT}/backend/{INPUTS['chatflow_app_env_file_name']}"
 # The roles whose state another role's is derived from (their manifests' `follows`).
-TLS_FOLLOWERS = {"chatflow_tls", "chatflow_postgresql", "chatflow_redis", "chatflow_pgbouncer"}
+TLS_FOLLOWERS = {"chatflow_tls", "chatflow_postgresql", "chatflow_redis", "chatflow_pgbouncer", "chatflow_monitoring"}
 
 # role -> (a drift of one item it owns, the roles the rerun must run, a check that it is repaired)
 DRIFTS = {
@@ -58,7 +58,13 @@ DRIFTS = {
         "test $(runuser -u postgres -- psql -X -Atq -d {db} -c "
         "\"SELECT count(*) FROM pg_indexes WHERE indexname = '{index}'\") = 1",
     ),
-    "chatflow_pgbouncer": ("systemctl stop pgbouncer", {"chatflow_pgbouncer"}, "systemctl is-active pgbouncer"),
+    # Debian's PgBouncer exporter is bound to PgBouncer (BindsTo): stopped with it, so its
+    # owner runs too.  (A crash does not stop it: PgBouncer restarts without going inactive.)
+    "chatflow_pgbouncer": (
+        "systemctl stop pgbouncer",
+        {"chatflow_pgbouncer", "chatflow_monitoring"},
+        "systemctl is-active pgbouncer prometheus-pgbouncer-exporter",
+    ),
     "chatflow_app_env": (f"chmod 0644 {ENV_FILE}", {"chatflow_app_env"}, f"test $(stat -c %a {ENV_FILE}) = 600"),
     "chatflow_backup": (
         "systemctl disable --now chatflow-backup.timer",
@@ -69,6 +75,11 @@ DRIFTS = {
         "systemctl disable --now chatflow-pgbackrest-full.timer",
         {"chatflow_pgbackrest"},
         "systemctl is-enabled chatflow-pgbackrest-full.timer && systemctl is-active chatflow-pgbackrest-full.timer",
+    ),
+    "chatflow_monitoring": (
+        "systemctl stop prometheus-node-exporter",
+        {"chatflow_monitoring"},
+        "systemctl is-active prometheus-node-exporter",
     ),
 }
 
@@ -86,6 +97,9 @@ NOT_THE_ROLES_WRITES = [
     "/etc/apt/apt.conf.d/02autoremove-postgresql",
     "/etc/ssl/certs*",
     "/etc/ssl/private/ssl-cert-snakeoil.key",
+    # javascript-common (the JavaScript libraries of pgBadger's and Prometheus'
+    # packages) enables its alias for a lighttpd that is not installed.
+    "/etc/lighttpd/conf-enabled*",
     "/etc/ld.so.cache",
     "/etc/default/locale",
     "/var/backups/apt.extended_states*",
@@ -109,6 +123,8 @@ NOT_THE_ROLES_WRITES = [
     # What the services write at run time: data, logs, systemd's own state.
     "/var/lib/postgresql/*/*/*",
     "/var/lib/redis*",
+    # Prometheus' time series, and the textfile metrics the timer writes.
+    "/var/lib/prometheus/*",
     # pgBackRest's repository (backups and archived WAL) and its async spool.
     f"{PGBACKREST['chatflow_pgbackrest_repo_path']}/*",
     f"{PGBACKREST['chatflow_pgbackrest_spool_path']}/*",

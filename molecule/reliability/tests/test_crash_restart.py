@@ -1,7 +1,7 @@
 """Crashes heal without an operator, and are seen.
 
-kill -9 of the postmaster and of PgBouncer (what the OOM killer does) while a
-client writes: systemd starts each again (the roles' drop-ins), the restart
+kill -9 of the postmaster, of PgBouncer and of Redis (what the OOM killer does)
+while a client writes: systemd starts each again (the roles' drop-ins), the restart
 is counted (node_systemd_service_restart_total, which ChatflowServiceRestarted
 reads), and every write the client saw committed is still there.  The time
 until each served again is printed (and kept in the ephemeral directory).
@@ -19,7 +19,9 @@ from pathlib import Path
 from hostlib import inventory_vars, secret
 from tools.inputs import defaults
 
-M = defaults("chatflow_common", "chatflow_postgresql", "chatflow_pgbouncer", overrides=inventory_vars())
+M = defaults(
+    "chatflow_common", "chatflow_postgresql", "chatflow_pgbouncer", "chatflow_redis", overrides=inventory_vars()
+)
 PG_UNIT = f"postgresql@{M['chatflow_postgresql_version']}-{M['chatflow_postgresql_cluster']}.service"
 DATA = f"/var/lib/postgresql/{M['chatflow_postgresql_version']}/{M['chatflow_postgresql_cluster']}"
 
@@ -55,15 +57,43 @@ def restarts(host, unit: str) -> int:
     return int(host.check_output(f"systemctl show -p NRestarts --value {unit}") or 0)
 
 
-def run_writer(host, dsn: str, sql: str, kill: str, *, seconds: int = 25, user: str = "postgres") -> dict:
-    """Write for `seconds`, run `kill` 3 s in, and return the outage measured by the client."""
+# The same for Redis: a SET of a new key every 20 ms; an acknowledged write is one answered OK.
+REDIS_WRITER = r"""
+ack=$1; end=$((SECONDS + $2)); user=$3; n=0
+while [ $SECONDS -lt $end ]; do
+  n=$((n + 1))
+  if [ "$(timeout 1 redis-cli --user "$user" --no-auth-warning SET crash:probe:$n 1 2>/dev/null)" = OK ]; then
+    echo "ok $(date +%s.%N) $n" >> "$ack"
+  else
+    echo "fail $(date +%s.%N)" >> "$ack"
+  fi
+  sleep 0.02
+done
+"""
+ACK = "/tmp/crash_writer.ack"
+
+
+def postgres_writer(host, dsn: str, sql: str, seconds: int, user: str = "postgres") -> None:
     host.check_output(f"cat > /tmp/crash_writer.py <<'EOF'\n{WRITER}\nEOF")
-    ack = "/tmp/crash_writer.ack"
-    host.check_output(f"rm -f {ack}")
     host.check_output(
-        f"runuser -u {user} -- nohup python3 /tmp/crash_writer.py {shlex.quote(dsn)} {ack} {seconds} "
+        f"runuser -u {user} -- nohup python3 /tmp/crash_writer.py {shlex.quote(dsn)} {ACK} {seconds} "
         f"{shlex.quote(sql)} >/dev/null 2>&1 &"
     )
+
+
+def redis_writer(host, seconds: int) -> None:
+    host.check_output(f"cat > /tmp/crash_writer.sh <<'EOF'\n{REDIS_WRITER}\nEOF")
+    user = M["chatflow_redis_admin_user"]
+    auth = shlex.quote(secret(f"redis_{user}"))
+    host.check_output(f"REDISCLI_AUTH={auth} nohup bash /tmp/crash_writer.sh {ACK} {seconds} {user} >/dev/null 2>&1 &")
+
+
+def run_writer(host, start, kill: str, *, seconds: int = 25) -> dict:
+    """Write for `seconds` (start(host, seconds) starts the writer), run `kill` 3 s in, and
+    return the outage measured by the client."""
+    host.check_output(f"rm -f {ACK}")
+    start(host, seconds)
+    ack = ACK
     time.sleep(3)
     killed_at = float(host.check_output(f"date +%s.%N && {kill} >/dev/null").split()[0])
     time.sleep(seconds)
@@ -101,10 +131,11 @@ def test_killed_postmaster_restarts_and_keeps_every_committed_write(host, sh):
         "CREATE TABLE IF NOT EXISTS crash_probe (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())", db="postgres"
     )
     before = restarts(host, PG_UNIT)
+    dsn = f"host=/var/run/postgresql port={M['chatflow_postgresql_port']} dbname=postgres user=postgres"
+    sql = "INSERT INTO crash_probe DEFAULT VALUES RETURNING id"
     report = run_writer(
         host,
-        f"host=/var/run/postgresql port={M['chatflow_postgresql_port']} dbname=postgres user=postgres",
-        "INSERT INTO crash_probe DEFAULT VALUES RETURNING id",
+        lambda h, seconds: postgres_writer(h, dsn, sql, seconds),
         f"kill -9 $(head -1 {DATA}/postmaster.pid)",
     )
     assert restarts(host, PG_UNIT) == before + 1, "systemd did not restart the server exactly once"
@@ -126,7 +157,9 @@ def test_killed_pgbouncer_restarts_and_the_node_exporter_counts_it(host):
         f"host=127.0.0.1 port={M['chatflow_pgbouncer_port']} dbname={M['chatflow_database_name']} "
         f"user={M['chatflow_database_app_role']} password={password} sslmode=disable"
     )
-    report = run_writer(host, dsn, "SELECT txid_current()", "kill -9 $(pidof pgbouncer)")
+    report = run_writer(
+        host, lambda h, seconds: postgres_writer(h, dsn, "SELECT txid_current()", seconds), "kill -9 $(pidof pgbouncer)"
+    )
     assert restarts(host, "pgbouncer.service") == before + 1
     port = int(M["chatflow_monitoring_ports"]["node"])
     code = f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
@@ -134,3 +167,21 @@ def test_killed_pgbouncer_restarts_and_the_node_exporter_counts_it(host):
     m = re.search(r'^node_systemd_service_restart_total\{name="pgbouncer.service"\} (\S+)$', page, re.M)
     assert m and float(m.group(1)) >= 1, "node_exporter does not count PgBouncer's restart"
     save("pgbouncer", report)
+
+
+def test_killed_redis_restarts_and_keeps_every_acknowledged_write(host, sh):
+    """Debian's unit restarts Redis (Restart=always); with the append-only file every SET that was
+    answered OK is there after the restart (the file is written before the reply is sent)."""
+    assert M["chatflow_redis_appendonly"], "the scenario must keep the append-only file on: this drill proves it"
+    unit = "redis-server.service"
+    before = restarts(host, unit)
+    report = run_writer(host, redis_writer, "kill -9 $(systemctl show -p MainPID --value redis-server)")
+    assert restarts(host, unit) == before + 1, "systemd did not restart Redis exactly once"
+    keys = set(sh.admin_redis("--scan", "--pattern", "crash:probe:*").stdout.split())
+    lost = [n for n in report["committed"] if f"crash:probe:{n}" not in keys]
+    assert not lost, f"{len(lost)} acknowledged writes are gone after the crash: {lost[:10]}"
+    report["restarts_counted"] = restarts(host, unit) - before
+    save("redis", report)
+    sh.admin_redis(
+        "EVAL", "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end", "0", "crash:probe:*"
+    )

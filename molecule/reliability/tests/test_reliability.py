@@ -401,6 +401,32 @@ BAD_INPUTS = {
         {"chatflow_postgresql_max_parallel_workers_per_gather": 16},
         "chatflow_postgresql_max_parallel_workers_per_gather",
     ),
+    "monitoring_any_address": ({"chatflow_monitoring_cidrs": ["0.0.0.0/0"]}, "chatflow_monitoring_cidrs"),
+    "monitoring_port_collision": (
+        {
+            "chatflow_monitoring_ports": {
+                "node": 9100,
+                "postgres": 6432,
+                "redis": 9121,
+                "pgbouncer": 9127,
+                "mtail": 3903,
+                "prometheus": 9090,
+            }
+        },
+        "chatflow_monitoring_ports",
+    ),
+    "monitoring_threshold_out_of_range": (
+        {"chatflow_monitoring_alert_connections_ratio": 8},
+        "chatflow_monitoring_alert_connections_ratio",
+    ),
+    "monitoring_report_calendar": (
+        {"chatflow_monitoring_pgbadger_on_calendar": "after every deploy"},
+        "chatflow_monitoring_pgbadger_on_calendar",
+    ),
+    "restart_limit_never_stops_a_loop": (
+        {"chatflow_common_restart_burst": 50, "chatflow_common_restart_interval_sec": 60},
+        "chatflow_common_restart_interval_sec",
+    ),
 }
 
 
@@ -411,11 +437,11 @@ def bad_input_runs(tmp_path_factory):
     preflight before any task changed anything."""
     cases = dict(BAD_INPUTS)
     seed = _seed_password()
-    if seed:
-        cases["seed_example_password"] = (
-            {"chatflow_database_migrator_password": seed},
-            "chatflow_database_migrator_password",
-        )
+    assert seed, "the seed documents (../shared/seeds) must be beside the project: one case uses their password"
+    cases["seed_example_password"] = (
+        {"chatflow_database_migrator_password": seed},
+        "chatflow_database_migrator_password",
+    )
     ephemeral = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", REPO / ".state"))
     # The repository's key is not where this host looks for it.
     cases["pitr_lost_key"] = (
@@ -451,8 +477,6 @@ def test_at_least_fifteen_kinds_of_bad_input(bad_input_runs):
 @pytest.mark.parametrize("kind", [*sorted(BAD_INPUTS), "seed_example_password", "pitr_lost_key"])
 def test_bad_input_fails_before_any_change(bad_input_runs, kind):
     cases, report = bad_input_runs
-    if kind not in cases:
-        pytest.skip("the seed documents are not beside the project")
     host_name = f"bad_{kind}"
     expected = cases[kind][1]
     assert report["stats"][host_name]["changed"] == 0

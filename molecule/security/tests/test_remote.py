@@ -16,7 +16,8 @@ import shlex
 import pytest
 import testinfra
 
-from hostlib import DB, INPUTS, secret
+from hostlib import DB, INPUTS, inventory_vars, secret
+from tools.inputs import defaults
 
 CLIENT_IN = os.environ["CHATFLOW_TEST_CLIENT_IN"]
 CLIENT_OUT = os.environ["CHATFLOW_TEST_CLIENT_OUT"]
@@ -152,3 +153,40 @@ def test_allowed_client_reaches_redis_over_tls_only(host, clients):
     assert redis(inside, server, cache_tls, "SET", "cache:remote-probe", "1", "EX", "10").stdout.strip() == "OK"
     assert "NOPERM" in redis(inside, server, cache_tls, "SET", "session:remote-probe", "1", "EX", "10").stdout
     assert inside.run(f"timeout 4 bash -c 'echo > /dev/tcp/{server}/{cache_plain}'").rc != 0
+
+
+def fetch(client, url: str, *, verify=True) -> tuple[int, str]:
+    """GET url from the client with python3 (the CA verifies the host); (exit code, body or error)."""
+    context = f"ssl.create_default_context(cafile={CA!r})" if verify else "None"
+    code = (
+        "import ssl,sys,urllib.request\n"
+        f"try: print(urllib.request.urlopen({url!r}, context={context}, timeout=5).read().decode()[:2000])\n"
+        "except Exception as exc: print(repr(exc)); sys.exit(1)"
+    )
+    res = client.run(f"timeout 10 python3 -c {shlex.quote(code)}")
+    return res.rc, res.stdout
+
+
+def test_the_monitoring_network_scrapes_over_tls_only(host, clients):
+    """With chatflow_monitoring_cidrs, a Prometheus in that network scrapes the TLS exporters with the
+    project's CA; plain HTTP is refused, the loopback-only exporters and every client outside get nothing."""
+    assert INPUTS["chatflow_monitoring_cidrs"], "the scenario's inventory must set chatflow_monitoring_cidrs"
+    inside, outside = clients
+    ports = INPUTS["chatflow_monitoring_ports"]
+    server = server_address_for(host, inside)
+    monitoring = defaults("chatflow_monitoring", overrides=inventory_vars())
+    served = ["node", "postgres", "redis"] + (
+        ["prometheus"] if monitoring["chatflow_monitoring_prometheus_enabled"] else []
+    )
+    for name in served:
+        rc, page = fetch(inside, f"https://{server}:{ports[name]}/metrics")
+        assert rc == 0 and "# HELP" in page, f"{name}: {page}"
+        rc, page = fetch(inside, f"http://{server}:{ports[name]}/metrics")
+        assert rc != 0, f"{name} answered plain HTTP: {page[:200]}"
+    for name in ("pgbouncer", "mtail"):
+        rc, page = fetch(inside, f"http://{server}:{ports[name]}/metrics")
+        assert rc != 0, f"{name} is reachable from the network: {page[:200]}"
+    far = server_address_for(host, outside)
+    for name in served:
+        rc, page = fetch(outside, f"https://{far}:{ports[name]}/metrics", verify=False)
+        assert rc != 0 and "timed out" in page, f"{name} answered a client outside the monitoring network: {page}"
