@@ -19,7 +19,7 @@ SANDBOX_INVENTORY := sandbox/inventory.yml
 # the other; tools/run_scenarios.py).  One lane: MOLECULE_LANES=default
 MOLECULE_LANES ?= reliability,migrations default,security
 
-.PHONY: help venv host test-deps image sandbox sandbox-verify screenshots sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench bench-pitr bench-overhead bench-clean clean
+.PHONY: help venv host test-deps image sandbox sandbox-verify screenshots sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench bench-pitr bench-scale bench-overhead bench-clean clean
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
@@ -29,6 +29,7 @@ help:
 	@echo "make sandbox-destroy  remove the sandbox container"
 	@echo "make bench            the chat workload on the sandbox: ours vs the seed's design, pooling, Redis"
 	@echo "make bench-pitr       pgBackRest on the sandbox: backup and restore at the seed's size and at 1M messages"
+	@echo "make bench-scale      pgbench at 1M, 3M and 10M messages: ours vs the seed's design, growth, targets"
 	@echo "make bench-overhead   the pgbench mix with the monitoring (statistics, exporters) on against off"
 	@echo "make screenshots      the pgBadger report and Prometheus' graph of the sandbox, as Chromium renders them"
 	@echo "make docs             regenerate the ER diagram (docs/schema) and the roles' variable references"
@@ -139,6 +140,14 @@ bench-pitr: venv image
 	python3 tools/hostctl.py sandbox-up
 	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
 	$(BIN)/python -m tools.bench.pitr $(BENCH_ARGS)
+
+# Cost growth to 10M messages, ours against the seed's design, with pgbench
+# (BENCH_ARGS="--sizes 1000000,3000000 --docs"; 10M needs about 20 GB of disk).
+bench-scale: venv image
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	python3 tools/hostctl.py sandbox-up
+	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
+	$(BIN)/python -m tools.bench.scale $(BENCH_ARGS)
 
 # What the monitoring costs: the pgbench mix with statistics and exporters on against off.
 bench-overhead: venv image

@@ -1,0 +1,259 @@
+"""`make bench-scale`: cost growth with data size, ours against the seed's design, driven by pgbench.
+
+For each size (default 1M, 3M and 10M messages; tools/bench/datagen.py, deterministic, the
+other tables in proportion: more workspaces, channels and users, as a growing service gets),
+the sandbox gets the two benchmark clusters of tools/bench/run.py (ours: the sandbox's
+settings, schema and roles; seed: the seed's design on Debian's defaults) loaded with the same
+data, and runs the pgbench mix (tools/bench/pgbench_mix.py: the workload's SQL and weights) on
+each side, in the extended protocol (what the backend gets through PgBouncer's transaction
+pool), as the app role over loopback TCP:
+
+  throughput  --clients connections (default 4, two per core);
+  latency     --latency-clients (default 2, one per core: no queueing for the CPU).
+
+Reported per size and side: load time and database size, throughput, per operation p50/p95/p99,
+the client's share of the CPU (a run is server-bound when under 25%); then each operation's p95
+growth from the smallest to the largest size, the targets, and where one is missed the
+operation's plan with its buffers.  The free disk is checked before each size (what the size
+needs is estimated from the data files); the clusters are dropped after each size unless --keep.
+
+    python3 -m tools.bench.scale [--sizes 1000000,3000000,10000000] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tools.bench import run
+
+DOCS = run.ROOT / "docs" / "performance"
+# The targets the printout checks (never asserted): see docs/performance/scale.md.
+TARGET_MIX_RATIO = 2.0
+TARGET_P95_MS = {"channel_history": 1.0, "search_fulltext": 10.0}
+TARGET_GROWTH = 1.5
+# Disk per byte of generated data: the copy in the sandbox and two clusters with their indexes (measured at 1M: 3.4x).
+DISK_FACTOR = 5.0
+
+
+def log(msg: str) -> None:
+    print(f"[scale] {msg}", file=sys.stderr, flush=True)
+
+
+def data_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.glob("*.tsv"))
+
+
+def check_disk(messages: int, per_million_bytes: int) -> None:
+    """Refuse a size the disk cannot hold (generated files and two loaded clusters), saying what it needs."""
+    need = int(per_million_bytes * messages / 1_000_000 * DISK_FACTOR)
+    free = shutil.disk_usage(run.STATE).free
+    log(f"{messages} messages need about {need / 2**30:.1f} GiB; {free / 2**30:.1f} GiB free")
+    if need > free:
+        raise SystemExit(f"not enough disk for {messages} messages: about {need / 2**30:.1f} GiB needed")
+
+
+def fill(box: run.Box, side: str, rows: int) -> None:
+    admin = f"host=/var/run/postgresql port={run.PORTS[side]} dbname={box.db}"
+    box.sh(f"python3 {run.REMOTE}/pgbench_mix.py fill --dsn {shlex.quote(admin)} --rows {rows}", user="postgres")
+
+
+def mix(box: run.Box, env: dict, side: str, clients: int, args: argparse.Namespace) -> dict:
+    dsn = f"host=127.0.0.1 port={run.PORTS[side]} dbname={box.db} user=chatflow_app sslmode=disable"
+    argv = ["python3", f"{run.REMOTE}/pgbench_mix.py", "run", "--dsn", dsn, "--clients", str(clients)]
+    argv += ["--threads", str(min(clients, 2)), "--seconds", str(args.seconds), "--rows", str(args.rows)]
+    return json.loads(box.sh(shlex.join(argv), user="postgres", env={"PGPASSWORD": env["DB_PASSWORD"]}))
+
+
+def database_mb(box: run.Box, side: str) -> int:
+    return int(box.psql(run.PORTS[side], f"SELECT pg_database_size('{box.db}') / 1048576").strip())
+
+
+def one_size(box: run.Box, env: dict, messages: int, args: argparse.Namespace) -> dict:
+    """Generate, load and measure one size on both sides."""
+    data, _summary = run.prepare_data(messages, args.seed)
+    remote = run.upload(box, data)
+    result: dict = {"messages": messages, "load_s": {}}
+    sized = argparse.Namespace(messages=messages, seed=args.seed)
+    run.prepare_clusters(box, sized, env["DB_PASSWORD"], remote, result)
+    for side in run.PORTS:
+        fill(box, side, args.rows)
+        result.setdefault("db_mb", {})[side] = database_mb(box, side)
+    for name, clients in (("throughput", args.clients), ("latency", args.latency_clients)):
+        for side in run.PORTS if name == "throughput" else reversed(list(run.PORTS)):
+            log(f"{messages}: {side}, {name}, {clients} clients, {args.seconds} s")
+            mix(box, env, side, clients, argparse.Namespace(seconds=args.warmup, rows=args.rows))
+            result.setdefault(name, {})[side] = mix(box, env, side, clients, args)
+    return result
+
+
+def explain(box: run.Box, side: str, op: str) -> str:
+    """The operation's plan with its buffers, for one parameter row of the benchmark."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import pgbench_mix as m, workload as w, psycopg2\n"
+        "c = psycopg2.connect(sys.argv[2]); c.autocommit = True; cur = c.cursor()\n"
+        "cur.execute(f'SELECT * FROM {m.PARAMS_TABLE} WHERE op = %s AND k = 1', (sys.argv[3],))\n"
+        "row = dict(zip([d[0] for d in cur.description], cur.fetchone()))\n"
+        "cur.execute('BEGIN'); cur.execute('EXPLAIN (ANALYZE, BUFFERS) ' + w.QUERIES[sys.argv[3]], row)\n"
+        "print('\\n'.join(r[0] for r in cur.fetchall())); cur.execute('ROLLBACK')"
+    )
+    admin = f"host=/var/run/postgresql port={run.PORTS[side]} dbname={box.db}"
+    return box.sh(shlex.join(["python3", "-c", code, run.REMOTE, admin, op]), user="postgres", check=False)
+
+
+def growth(results: list[dict], side: str) -> dict[str, float]:
+    """Each operation's latency p95 at the largest size over the smallest."""
+    first, last = results[0]["latency"][side]["ops"], results[-1]["latency"][side]["ops"]
+    return {op: round(last[op]["p95"] / first[op]["p95"], 2) for op in first if first[op]["p95"] > 0}
+
+
+def misses(results: list[dict]) -> list[tuple[str, str]]:
+    """The targets missed: (operation or 'mix', why)."""
+    last = results[-1]
+    out = []
+    ratio = last["throughput"]["ours"]["tps"] / last["throughput"]["seed"]["tps"]
+    if ratio < TARGET_MIX_RATIO:
+        out.append(
+            ("mix", f"throughput {ratio:.2f}x the seed's at {last['messages']} messages (target {TARGET_MIX_RATIO}x)")
+        )
+    if not last["throughput"]["ours"]["cpu"]["server_bound"]:
+        out.append(
+            ("mix", f"not server-bound: the client used {last['throughput']['ours']['cpu']['client_share']:.0%}")
+        )
+    for op, limit in TARGET_P95_MS.items():
+        p95 = last["latency"]["ours"]["ops"][op]["p95"]
+        if p95 > limit:
+            out.append((op, f"p95 {p95:.2f} ms at one client per core (target {limit} ms)"))
+    for op, g in growth(results, "ours").items():
+        if g > TARGET_GROWTH:
+            out.append((op, f"p95 grew {g}x from {results[0]['messages']} to {last['messages']} messages"))
+    return out
+
+
+def table(results: list[dict], name: str) -> list[str]:
+    lines = [f"\n{name.capitalize()} (pgbench, extended protocol): tps and p50/p95/p99 ms per operation"]
+    for r in results:
+        for side in run.PORTS:
+            res = r[name][side]
+            cpu = res["cpu"]
+            lines.append(
+                f"  {r['messages']:>9} {side:<5} {res['tps']:>8.1f} tps  client {cpu['client_share']:.0%} of the CPU, "
+                f"server {cpu['server_ms_per_tx']} ms CPU/tx{'' if cpu['server_bound'] else '  (NOT server-bound)'}"
+            )
+            for op, o in sorted(res["ops"].items()):
+                lines.append(f"      {op:<18}{o['p50']:>8.2f}{o['p95']:>8.2f}{o['p99']:>8.2f}")
+    return lines
+
+
+def report(box: run.Box, results: list[dict]) -> str:
+    lines = ["Sizes, load time and database size:"]
+    for r in results:
+        loads = ", ".join(f"{s} {r['load_s'].get(s, 'kept')} s / {r['db_mb'][s]} MB" for s in run.PORTS)
+        lines.append(f"  {r['messages']:>9} messages: {loads}")
+    lines += table(results, "throughput") + table(results, "latency")
+    lines.append("\nWhole mix, ours / seed (throughput run):")
+    for r in results:
+        ratio = r["throughput"]["ours"]["tps"] / r["throughput"]["seed"]["tps"]
+        lines.append(f"  {r['messages']:>9} messages: {ratio:.2f}x")
+    for side in run.PORTS:
+        lines.append(f"p95 growth, {side}, smallest to largest size: {growth(results, side)}")
+    missed = misses(results)
+    lines.append("\nTargets: " + ("all met" if not missed else f"{len(missed)} missed"))
+    for op, why in missed:
+        lines.append(f"  MISSED {op}: {why}")
+        if op != "mix" and run.cluster_exists(box, "bench_ours"):
+            lines += ["    " + line for line in explain(box, "ours", op).splitlines()]
+    return "\n".join(lines)
+
+
+def chart(results: list[dict], path: Path) -> None:
+    """p95 against data size per operation, ours (solid) and seed (dashed)."""
+    import matplotlib  # noqa: PLC0415  (requirements-bench.txt)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(11, 6))
+    sizes = [r["messages"] for r in results]
+    for i, op in enumerate(sorted(results[0]["latency"]["ours"]["ops"])):
+        color = f"C{i}"
+        for side, style in (("ours", "-"), ("seed", "--")):
+            p95 = [r["latency"][side]["ops"][op]["p95"] for r in results]
+            ax.plot(sizes, p95, style, color=color, marker="o", label=f"{op} ({side})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("messages")
+    ax.set_ylabel("p95 latency, ms (one client per core)")
+    ax.set_title("ChatFlow hot queries: p95 against data size, ours (solid) vs seed (dashed)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def commit() -> str:
+    argv = ["git", "rev-parse", "--short", "HEAD"]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=run.ROOT, check=False)
+    return done.stdout.strip() or "unknown"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--container", default="chatflow-sandbox")
+    p.add_argument("--sizes", default="1000000,3000000,10000000")
+    p.add_argument("--seed", type=int, default=20261121)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--latency-clients", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--warmup", type=float, default=10)
+    p.add_argument("--rows", type=int, default=500, help="parameter rows per operation")
+    p.add_argument("--keep", action="store_true", help="keep the clusters of the last size")
+    p.add_argument("--docs", action="store_true", help="write docs/performance/scale-latest.md and the chart")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    box = run.Box(args.container)
+    run.STATE.mkdir(parents=True, exist_ok=True)
+    env = run.env_file(box)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    results: list[dict] = []
+    per_million = 0
+    try:
+        for n, messages in enumerate(sizes):
+            if per_million:
+                check_disk(messages, per_million)
+            started = time.monotonic()
+            results.append(one_size(box, env, messages, args))
+            results[-1]["wall_s"] = round(time.monotonic() - started)
+            data = run.STATE / f"data-{messages}-{args.seed}"
+            per_million = int(data_bytes(data) / messages * 1_000_000)
+            if n < len(sizes) - 1 or not args.keep:
+                for side in run.PORTS:
+                    box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
+    finally:
+        (run.STATE / "scale.json").write_text(json.dumps(results) + "\n")
+    text = report(box, results)
+    if not args.keep:
+        for side in run.PORTS:
+            box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
+    stamp = f"{datetime.now(UTC):%Y-%m-%d}, commit {commit()}, {platform.node()} ({platform.machine()}, 2 cores)"
+    print(f"\nRun of {stamp}\n{text}")
+    chart(results, run.STATE / "scale.png")
+    if args.docs:
+        (DOCS / "scale-latest.txt").write_text(f"Run of {stamp}\n{text}\n")
+        shutil.copy(run.STATE / "scale.png", DOCS / "scale.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
