@@ -63,10 +63,14 @@ def lookup(op: str, sql: str, rows: int, quoted: bool = False) -> str:
     return f"\\set k random(1, {rows})\nSELECT {columns} FROM {PARAMS_TABLE} WHERE op = '{op}' AND k = :k \\gset\n"
 
 
-def script(op: str, rows: int, queries: dict[str, str] | None = None, protocol: str = "extended") -> str:
-    """One transaction of the mix: draw the parameters, run the operation (autocommit)."""
+def script(op: str, rows: int, queries: dict[str, str] | None = None, protocol: str = "extended", **kw) -> str:
+    """One transaction of the mix: draw the parameters, run the operation (autocommit); with
+    set_user, in a transaction that sets app.user_id first (a request under row-level security)."""
     sql = (queries or workload.QUERIES)[op]
-    return lookup(op, sql, rows, quoted=protocol == "simple") + to_pgbench(sql) + ";\n"
+    if not kw.get("set_user"):
+        return lookup(op, sql, rows, quoted=protocol == "simple") + to_pgbench(sql) + ";\n"
+    draw = lookup(op, workload.SET_USER + sql, rows, quoted=protocol == "simple")
+    return f"{draw}BEGIN;\n{to_pgbench(workload.SET_USER)};\n{to_pgbench(sql)};\nCOMMIT;\n"
 
 
 def fill_parameters(cur, catalog: workload.Catalog, rows: int) -> None:
@@ -155,7 +159,7 @@ def run_mix(dsn: str, *, clients: int, seconds: float, protocol: str, rows: int,
         args += ["--random-seed", str(kw.get("random_seed", 7)), "--log", "--log-prefix", f"{tmp}/mix"]
         for op in ops:
             path = Path(tmp) / f"{op}.sql"
-            path.write_text(script(op, rows, queries, protocol))
+            path.write_text(script(op, rows, queries, protocol, set_user=kw.get("set_user", False)))
             args += ["-f", f"{path}@{weights[op]}"]
         machine_before = machine_cpu_s()
         started = time.monotonic()
@@ -206,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--protocol", choices=PROTOCOLS, default="extended")
     parser.add_argument("--pgbench", default=PGBENCH)
+    parser.add_argument("--request", action="store_true", help="the request's SQL, app.user_id set per transaction")
+    parser.add_argument("--set-user", action="store_true", help="set app.user_id per transaction (the same SQL)")
     args = parser.parse_args(argv)
     if args.mode == "run":
         result = run_mix(
@@ -216,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             rows=args.rows,
             threads=args.threads,
             pgbench=args.pgbench,
+            queries=workload.REQUEST_QUERIES if args.request else workload.QUERIES,
+            set_user=args.request or args.set_user,
         )
         print(json.dumps(result))
         return 0

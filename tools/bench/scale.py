@@ -33,7 +33,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tools.bench import run
+from tools.bench import pgbench_mix, run
 
 DOCS = run.ROOT / "docs" / "performance"
 # The targets the printout checks (never asserted): see docs/performance/scale.md.
@@ -66,11 +66,39 @@ def fill(box: run.Box, side: str, rows: int) -> None:
     box.sh(f"python3 {run.REMOTE}/pgbench_mix.py fill --dsn {shlex.quote(admin)} --rows {rows}", user="postgres")
 
 
-def mix(box: run.Box, env: dict, side: str, clients: int, args: argparse.Namespace) -> dict:
-    dsn = f"host=127.0.0.1 port={run.PORTS[side]} dbname={box.db} user=chatflow_app sslmode=disable"
+def mix(box: run.Box, env: dict, side: str, clients: int, args: argparse.Namespace, **kw) -> dict:
+    """The pgbench mix on a side's cluster (or kw port: PgBouncer's), as the app role (or kw user/password)."""
+    port = kw.get("port", run.PORTS[side])
+    user, password = kw.get("user", "chatflow_app"), kw.get("password", env["DB_PASSWORD"])
+    dsn = f"host=127.0.0.1 port={port} dbname={box.db} user={user} sslmode=disable"
     argv = ["python3", f"{run.REMOTE}/pgbench_mix.py", "run", "--dsn", dsn, "--clients", str(clients)]
     argv += ["--threads", str(min(clients, 2)), "--seconds", str(args.seconds), "--rows", str(args.rows)]
-    return json.loads(box.sh(shlex.join(argv), user="postgres", env={"PGPASSWORD": env["DB_PASSWORD"]}))
+    argv += ["--protocol", kw.get("protocol", "extended"), *kw.get("extra", ())]
+    return json.loads(box.sh(shlex.join(argv), user="postgres", env={"PGPASSWORD": password}))
+
+
+def variants(box: run.Box, env: dict, args: argparse.Namespace) -> dict:
+    """On ours at one client per core: each protocol direct and through a PgBouncer with the sandbox's
+    settings (PgBouncer 1.18's transaction pool has no prepared statements: the error is reported), and
+    the mix as a request under row-level security against the app role, both setting app.user_id."""
+    out: dict = {}
+    clients = args.latency_clients
+    pooled = run.start_bench_pgbouncer(box)
+    try:
+        for where, port in (("direct", run.PORTS["ours"]), ("pooled", run.POOLER_PORT)):
+            for protocol in pgbench_mix.PROTOCOLS if where == "direct" or pooled else ():
+                log(f"variants: {where}, {protocol}")
+                try:
+                    out[f"{where} {protocol}"] = mix(box, env, "ours", clients, args, port=port, protocol=protocol)
+                except RuntimeError as exc:
+                    out[f"{where} {protocol}"] = {"error": str(exc).strip().splitlines()[-1][:300]}
+        request = {"user": env["DB_REQUEST_USER"], "password": env["DB_REQUEST_PASSWORD"], "extra": ["--request"]}
+        for name, kw in (("rls off (app)", {"extra": ["--set-user"]}), ("rls on (request)", request)):
+            log(f"variants: {name}")
+            out[name] = mix(box, env, "ours", clients, args, **kw)
+    finally:
+        run.stop_bench_pgbouncer(box)
+    return out
 
 
 def database_mb(box: run.Box, side: str) -> int:
@@ -153,7 +181,7 @@ def table(results: list[dict], name: str) -> list[str]:
     return lines
 
 
-def report(box: run.Box, results: list[dict]) -> str:
+def report(box: run.Box, results: list[dict], found: dict | None = None) -> str:
     lines = ["Sizes, load time and database size:"]
     for r in results:
         loads = ", ".join(f"{s} {r['load_s'].get(s, 'kept')} s / {r['db_mb'][s]} MB" for s in run.PORTS)
@@ -165,6 +193,8 @@ def report(box: run.Box, results: list[dict]) -> str:
         lines.append(f"  {r['messages']:>9} messages: {ratio:.2f}x")
     for side in run.PORTS:
         lines.append(f"p95 growth, {side}, smallest to largest size: {growth(results, side)}")
+    if found:
+        lines += variants_report(found, results[0]["messages"])
     missed = misses(results)
     lines.append("\nTargets: " + ("all met" if not missed else f"{len(missed)} missed"))
     for op, why in missed:
@@ -172,6 +202,28 @@ def report(box: run.Box, results: list[dict]) -> str:
         if op != "mix" and run.cluster_exists(box, "bench_ours"):
             lines += ["    " + line for line in explain(box, "ours", op).splitlines()]
     return "\n".join(lines)
+
+
+def variants_report(found: dict, messages: int) -> list[str]:
+    lines = [f"\nProtocols and row-level security ({messages} messages, ours, one client per core):"]
+    for name, res in found.items():
+        if "error" in res:
+            lines.append(f"  {name:<22} failed: {res['error']}")
+            continue
+        cpu = res["cpu"]
+        means = {op: o["statement_mean"] for op, o in sorted(res["ops"].items())}
+        lines.append(
+            f"  {name:<22}{res['tps']:>9.1f} tps  server {cpu['server_ms_per_tx']} ms CPU/tx  statement ms {means}"
+        )
+    ok = {k: v for k, v in found.items() if "error" not in v}
+    for a, b in (
+        ("direct prepared", "direct extended"),
+        ("pooled extended", "direct extended"),
+        ("rls on (request)", "rls off (app)"),
+    ):
+        if a in ok and b in ok:
+            lines.append(f"  {a} / {b}: {ok[a]['tps'] / ok[b]['tps']:.3f} (throughput)")
+    return lines
 
 
 def chart(results: list[dict], path: Path) -> None:
@@ -216,6 +268,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=10)
     p.add_argument("--rows", type=int, default=500, help="parameter rows per operation")
     p.add_argument("--keep", action="store_true", help="keep the clusters of the last size")
+    p.add_argument("--no-variants", action="store_true", help="skip the protocols and row-level security runs")
     p.add_argument("--docs", action="store_true", help="write docs/performance/scale-latest.md and the chart")
     return p.parse_args(argv)
 
@@ -227,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     env = run.env_file(box)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     results: list[dict] = []
+    found: dict = {}
     per_million = 0
     try:
         for n, messages in enumerate(sizes):
@@ -234,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 check_disk(messages, per_million)
             started = time.monotonic()
             results.append(one_size(box, env, messages, args))
+            if n == 0 and not args.no_variants:
+                found = variants(box, env, args)
             results[-1]["wall_s"] = round(time.monotonic() - started)
             data = run.STATE / f"data-{messages}-{args.seed}"
             per_million = int(data_bytes(data) / messages * 1_000_000)
@@ -241,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                 for side in run.PORTS:
                     box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
     finally:
-        (run.STATE / "scale.json").write_text(json.dumps(results) + "\n")
-    text = report(box, results)
+        (run.STATE / "scale.json").write_text(json.dumps({"sizes": results, "variants": found}) + "\n")
+    text = report(box, results, found)
     if not args.keep:
         for side in run.PORTS:
             box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
