@@ -31,7 +31,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from tools import seed_sql
+from tools import inputs, seed_sql
 from tools.bench import datagen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -340,6 +340,44 @@ def run_redis(box: Box, env: dict, clients: int, seconds: float) -> dict:
     return json.loads(out)
 
 
+# redis-benchmark (C) on the app's key prefixes, as the app's ACL user: one command a run.
+REDIS_BENCHMARK = (
+    "SET session:bench:__rand_int__ x",
+    "GET session:bench:__rand_int__",
+    "INCR rate:bench:__rand_int__",
+    "SADD room:bench:presence __rand_int__",
+    "PUBLISH room:bench:events x",
+)
+
+
+def redis_benchmark(box: Box, env: dict, clients: int, requests: int = 100_000) -> dict:
+    """Each command of REDIS_BENCHMARK by redis-benchmark: requests/s and latency percentiles (ms);
+    the keys it wrote are deleted after (by the admin user: SCAN)."""
+    out = {}
+    for command in REDIS_BENCHMARK:
+        csv = box.sh(
+            f'redis-benchmark -h 127.0.0.1 -p {env["REDIS_PORT"]} --user "$REDIS_USERNAME" -a "$REDIS_PASSWORD" '
+            f"-c {clients} -n {requests} -r 10000 --csv {command}",
+            env={"REDIS_USERNAME": env["REDIS_USERNAME"], "REDIS_PASSWORD": env["REDIS_PASSWORD"]},
+        )
+        rows = [line.replace('"', "").split(",") for line in csv.splitlines() if line.strip()]
+        head, values = rows[0], rows[-1]
+        out[command.split()[0] + " " + command.split()[1]] = dict(zip(head[1:], map(float, values[1:]), strict=True))
+    admin = inputs.shared()["chatflow_redis_admin_user"]
+    cli = f"redis-cli --user {admin} --no-auth-warning -p {env['REDIS_PORT']}"
+    box.sh(
+        f"for p in 'session:bench:*' 'rate:bench:*' 'room:bench:*'; do "
+        f'{cli} --scan --pattern "$p" | xargs -r -n 500 {cli} DEL >/dev/null; done',
+        env={"REDISCLI_AUTH": redis_admin_password(box, admin)},
+    )
+    return out
+
+
+def redis_admin_password(box: Box, admin: str) -> str:
+    """The admin user's password, from the control node's secrets of the sandbox."""
+    return (ROOT / ".secrets" / box.name / f"redis_{admin}").read_text(encoding="utf-8").split()[0]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--container", default="chatflow-sandbox")
@@ -389,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             log("pool: the sandbox has no PgBouncer (chatflow_pgbouncer_enabled: false): skipped")
         log(f"redis: {args.clients} clients, {args.pool_seconds} s")
         results["redis"] = run_redis(box, env, args.clients, args.pool_seconds)
+        log(f"redis-benchmark: {args.clients} clients")
+        results["redis_benchmark"] = redis_benchmark(box, env, args.clients)
     finally:
         stop_bench_pgbouncer(box)
         if not args.keep:
@@ -480,6 +520,10 @@ def report(results: dict) -> None:
             table(f"\nRedis through the app's ACL user ({results['redis']['clients']} clients): {total:.0f} ops/s", red)
         )
         print(f"  errors: {results['redis']['errors'] or 'none'}; bench keys deleted: {results['redis']['deleted']}")
+    if "redis_benchmark" in results:
+        print(f"\nredis-benchmark (C client) as the app's ACL user, {results['clients']} clients:")
+        for command, r in results["redis_benchmark"].items():
+            print(f"  {command:<28}{r['rps']:>12.0f} req/s  p50 {r['p50_latency_ms']} ms  p99 {r['p99_latency_ms']} ms")
     (STATE / "results.json").write_text(json.dumps(results) + "\n")
     chart(results, STATE / "latency.png")
     print(f"\nRaw numbers: {STATE / 'results.json'}; chart: {STATE / 'latency.png'}")
