@@ -19,7 +19,7 @@ SANDBOX_INVENTORY := sandbox/inventory.yml
 # the other; tools/run_scenarios.py).  One lane: MOLECULE_LANES=default
 MOLECULE_LANES ?= reliability,migrations default,security
 
-.PHONY: help venv host test-deps image sandbox sandbox-verify screenshots sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench bench-pitr bench-scale bench-overhead bench-clean clean
+.PHONY: help venv host test-deps image sandbox sandbox-verify screenshots sandbox-destroy test check lint docs docs-check node-deps tls-scan-deps unit molecule bench-prep bench bench-pitr bench-scale bench-overhead bench-clean clean
 
 help:
 	@echo "make sandbox          provision the local container chatflow-sandbox and print the sign-off"
@@ -128,32 +128,26 @@ molecule: venv image node-deps tls-scan-deps test-deps
 # the sandbox's own database is only read.  BENCH_ARGS, e.g.
 #   make bench BENCH_ARGS="--messages 200000 --seconds 10"
 BENCH_ARGS ?=
-bench: venv image
+# What every benchmark needs: its Python packages and a provisioned sandbox.
+bench-prep: venv image
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	python3 tools/hostctl.py sandbox-up
 	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
+
+bench: bench-prep
 	$(BIN)/python -m tools.bench.run $(BENCH_ARGS)
 
 # pgBackRest at the seed's size and with 1M messages: backup and restore times, sizes.
-bench-pitr: venv image
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	python3 tools/hostctl.py sandbox-up
-	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
+bench-pitr: bench-prep
 	$(BIN)/python -m tools.bench.pitr $(BENCH_ARGS)
 
 # Cost growth to 10M messages, ours against the seed's design, with pgbench
 # (BENCH_ARGS="--sizes 1000000,3000000 --docs"; 10M needs about 20 GB of disk).
-bench-scale: venv image
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	python3 tools/hostctl.py sandbox-up
-	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
+bench-scale: bench-prep
 	$(BIN)/python -m tools.bench.scale $(BENCH_ARGS)
 
 # What the monitoring costs: the pgbench mix with statistics and exporters on against off.
-bench-overhead: venv image
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	python3 tools/hostctl.py sandbox-up
-	docker exec chatflow-sandbox test -f /home/agenti/my-mvp-slack/.env.database || $(MAKE) sandbox
+bench-overhead: bench-prep
 	$(BIN)/python -m tools.bench.overhead $(BENCH_ARGS)
 
 # Drop the clusters a `make bench BENCH_ARGS=--keep` left in the sandbox.
