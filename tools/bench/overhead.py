@@ -166,14 +166,10 @@ def report(results: dict[str, list[dict]], args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--container", default="chatflow-sandbox")
+    p = run.sandbox_parser(__doc__)
     p.add_argument("--messages", type=int, default=1_000_000)
-    p.add_argument("--seed", type=int, default=20261121)
     p.add_argument("--clients", type=int, default=2, help="one per core: the server's cost, not queueing")
     p.add_argument("--rounds", type=int, default=2, help="ABBA pairs: 2 gives two runs of each side")
-    p.add_argument("--seconds", type=float, default=30)
-    p.add_argument("--warmup", type=float, default=10)
     p.add_argument("--rows", type=int, default=500, help="parameter rows per operation")
     p.add_argument("--scrape-interval", type=float, default=15)
     p.add_argument("--keep", action="store_true", help="keep the benchmark cluster (and reuse it next time)")
@@ -182,9 +178,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    box = run.Box(args.container)
-    run.STATE.mkdir(parents=True, exist_ok=True)
-    env = run.env_file(box)
+    box, env = run.open_sandbox(args)
     data, _summary = run.prepare_data(args.messages, args.seed)
     remote = run.upload(box, data)
     box.sh(f"cat > {SCRAPER}", stdin=SCRAPER_SOURCE)

@@ -378,14 +378,27 @@ def redis_admin_password(box: Box, admin: str) -> str:
     return (ROOT / ".secrets" / box.name / f"redis_{admin}").read_text(encoding="utf-8").split()[0]
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def sandbox_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark on the sandbox takes: the container, the data's seed, the run's length."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--container", default="chatflow-sandbox")
-    p.add_argument("--messages", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=20261121)
-    p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--warmup", type=float, default=10)
+    return p
+
+
+def open_sandbox(args: argparse.Namespace) -> tuple[Box, dict]:
+    """The sandbox to benchmark and its env file (the app's credentials)."""
+    box = Box(args.container)
+    STATE.mkdir(parents=True, exist_ok=True)
+    return box, env_file(box)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = sandbox_parser(__doc__)
+    p.add_argument("--messages", type=int, default=1_000_000)
+    p.add_argument("--clients", type=int, default=8)
     p.add_argument("--latency-clients", type=int, default=2, help="the latency pass: one client per core")
     p.add_argument("--latency-seconds", type=float, default=20)
     p.add_argument("--pool-clients", type=int, default=200)
@@ -396,9 +409,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    box = Box(args.container)
-    STATE.mkdir(parents=True, exist_ok=True)
-    env = env_file(box)
+    box, env = open_sandbox(args)
     data, summary = prepare_data(args.messages, args.seed)
     remote = upload(box, data)
     results: dict = {"messages": args.messages, "clients": args.clients, "seconds": args.seconds, "load_s": {}}

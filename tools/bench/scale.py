@@ -258,14 +258,10 @@ def commit() -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--container", default="chatflow-sandbox")
+    p = run.sandbox_parser(__doc__)
     p.add_argument("--sizes", default="1000000,3000000,10000000")
-    p.add_argument("--seed", type=int, default=20261121)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--latency-clients", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=30)
-    p.add_argument("--warmup", type=float, default=10)
     p.add_argument("--rows", type=int, default=500, help="parameter rows per operation")
     p.add_argument("--keep", action="store_true", help="keep the clusters of the last size")
     p.add_argument("--no-variants", action="store_true", help="skip the protocols and row-level security runs")
@@ -275,9 +271,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    box = run.Box(args.container)
-    run.STATE.mkdir(parents=True, exist_ok=True)
-    env = run.env_file(box)
+    box, env = run.open_sandbox(args)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     results: list[dict] = []
     found: dict = {}
