@@ -219,3 +219,41 @@ def test_a_manifest_that_a_bad_input_made_unreadable_means_a_complete_run(tmp_pa
     assert "manifests.chatflow_app_env.trees: my-mvp-slack is not an absolute path" in res["reason"]
     recorded = run_module({**args, "state": "record"})
     assert recorded.get("failed") and "not an absolute path" in recorded["msg"]
+
+
+def test_the_roles_manifests_follow_what_their_state_is_derived_from():
+    """The real roles' `follows` (roles/*/vars/main.yml): a drift of each role runs these roles.  The
+    default scenario plants every drift in one run (molecule/default/tests/test_fingerprint.py); this
+    is the per-role part of that check, without a run."""
+    import yaml  # noqa: PLC0415
+
+    manifests = {}
+    for vars_file in sorted(ROOT.glob("roles/chatflow_*/vars/main.yml")):
+        role = vars_file.parent.parent.name
+        manifest = (yaml.safe_load(vars_file.read_text()) or {}).get(f"__{role}_manifest")
+        if manifest is not None:
+            manifests[role] = {"follows": manifest["manages"].get("follows") or []}
+    tls_followers = [
+        "chatflow_monitoring",
+        "chatflow_pgbouncer",
+        "chatflow_postgresql",
+        "chatflow_redis",
+        "chatflow_tls",
+    ]
+    want = {
+        "chatflow_tls": tls_followers,
+        "chatflow_postgresql": ["chatflow_pgbouncer", "chatflow_postgresql"],
+        "chatflow_database": ["chatflow_database", "chatflow_pgbouncer"],
+        "chatflow_pgbouncer": ["chatflow_pgbouncer"],
+    }
+    alone = set(manifests) - set(want)
+    assert alone == {
+        "chatflow_firewall",
+        "chatflow_redis",
+        "chatflow_app_env",
+        "chatflow_backup",
+        "chatflow_pgbackrest",
+        "chatflow_monitoring",
+    }, "a role without a manifest, or a new one: say what a drift of it runs"
+    for role in manifests:
+        assert hf.followers({role: []}, manifests) == want.get(role, [role]), role

@@ -457,6 +457,9 @@ def bad_input_runs(tmp_path_factory):
             **variables,
         }
     group_vars = {
+        # Each host would fingerprint the same container first (read-only, and every case's inputs are
+        # new, so a complete run follows): the preflights are what is tested.
+        "chatflow_fingerprint_enabled": False,
         "chatflow_common_secrets_dir": str(ephemeral / "secrets"),
         "chatflow_database_secrets_dir": str(ephemeral / "secrets"),
         "chatflow_redis_secrets_dir": str(ephemeral / "secrets"),
