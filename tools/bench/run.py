@@ -197,14 +197,16 @@ def sql_literal(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def load(box: Box, side: str, remote: str) -> float:
+def load(box: Box, side: str, remote: str, phases: dict | None = None) -> float:
     """Same for both sides: drop the secondary indexes, COPY, build them again, VACUUM ANALYZE."""
-    return load_into(box, PORTS[side], remote)
+    return load_into(box, PORTS[side], remote, phases=phases)
 
 
-def load_into(box: Box, port: int, remote: str, db: str = "chatflow_mvp") -> float:
-    """Load the generated data into database `db` on `port` (its schema in place); the seconds it took."""
+def load_into(box: Box, port: int, remote: str, db: str = "chatflow_mvp", phases: dict | None = None) -> float:
+    """Load the generated data into database `db` on `port` (its schema in place); the seconds it took
+    (and, into `phases`, those of the COPY, the index builds and the VACUUM ANALYZE)."""
     t0 = time.monotonic()
+    phases = {} if phases is None else phases
     indexes = box.psql(
         port,
         "SELECT pg_get_indexdef(i.indexrelid) || ';' FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
@@ -228,9 +230,13 @@ def load_into(box: Box, port: int, remote: str, db: str = "chatflow_mvp") -> flo
         f"BEGIN;\nTRUNCATE {tables} CASCADE;\n" + (f"DROP INDEX {names};\n" if names else "") + copies + "COMMIT;\n",
         db=db,
     )
+    t1 = time.monotonic()
     box.psql(port, "SET maintenance_work_mem = '1GB';\n" + "\n".join(indexes) + "\n", db=db)
+    t2 = time.monotonic()
     box.psql(port, "VACUUM ANALYZE;\nREFRESH MATERIALIZED VIEW channel_stats;\nCHECKPOINT;", db=db)
-    return time.monotonic() - t0
+    t3 = time.monotonic()
+    phases.update(copy_s=round(t1 - t0, 1), index_s=round(t2 - t1, 1), vacuum_s=round(t3 - t2, 1))
+    return t3 - t0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -477,7 +483,8 @@ def prepare_clusters(
             log(f"a kept cluster does not start, building again: {exc}")
     create_clusters(box, password, sides)
     for side in sides:
-        results["load_s"][side] = round(load(box, side, remote), 1)
+        phases = results.setdefault("load_phases", {}).setdefault(side, {})
+        results["load_s"][side] = round(load(box, side, remote, phases), 1)
         box.sh(f"echo {marker} > /etc/postgresql/15/bench_{side}/chatflow-bench-data")
         log(f"{side}: loaded in {results['load_s'][side]} s")
 

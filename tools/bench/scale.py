@@ -11,11 +11,12 @@ pool), as the app role over loopback TCP:
   throughput  --clients connections (default 4, two per core);
   latency     --latency-clients (default 2, one per core: no queueing for the CPU).
 
-Reported per size and side: load time and database size, throughput, per operation p50/p95/p99,
-the client's share of the CPU (a run is server-bound when under 25%); then each operation's p95
-growth from the smallest to the largest size, the targets, and where one is missed the
-operation's plan with its buffers.  The free disk is checked before each size (what the size
-needs is estimated from the data files); the clusters are dropped after each size unless --keep.
+Reported per size and side: load time (COPY, index builds, VACUUM ANALYZE) and database size,
+throughput, per operation p50/p95/p99, the client's share of the CPU (a run is server-bound
+when under 25%); then each operation's p95 growth from the smallest to the largest size, the
+targets, and where one is missed the operation's plan with its buffers.  The free disk is
+checked before each size (what the size needs is estimated from the data files); the clusters
+are dropped after each size unless --keep.
 
     python3 -m tools.bench.scale [--sizes 1000000,3000000,10000000] [--seconds 30]
 """
@@ -42,6 +43,9 @@ TARGET_P95_MS = {"channel_history": 1.0, "search_fulltext": 10.0}
 TARGET_GROWTH = 1.5
 # Disk per byte of generated data: the copy in the sandbox and two clusters with their indexes (measured at 1M: 3.4x).
 DISK_FACTOR = 5.0
+# Generated data per million messages before any has been generated here (the 1M set's files; the
+# sets already generated give the real figure).
+DEFAULT_BYTES_PER_MILLION = 450 * 2**20
 
 
 def log(msg: str) -> None:
@@ -59,6 +63,21 @@ def check_disk(messages: int, per_million_bytes: int) -> None:
     log(f"{messages} messages need about {need / 2**30:.1f} GiB; {free / 2**30:.1f} GiB free")
     if need > free:
         raise SystemExit(f"not enough disk for {messages} messages: about {need / 2**30:.1f} GiB needed")
+
+
+def bytes_per_million(seed: int) -> int:
+    """Generated data per million messages: from the largest set already generated, else the default."""
+    sets = sorted(run.STATE.glob(f"data-*-{seed}"), key=lambda p: int(p.name.split("-")[1]))
+    sets = [p for p in sets if (p / "summary.json").exists()]
+    if not sets:
+        return DEFAULT_BYTES_PER_MILLION
+    return int(data_bytes(sets[-1]) / int(sets[-1].name.split("-")[1]) * 1_000_000)
+
+
+def say_disk_needs(sizes: list[int], per_million: int) -> None:
+    for messages in sizes:
+        need = per_million * messages / 1_000_000 * DISK_FACTOR
+        log(f"disk: {messages} messages need about {need / 2**30:.1f} GiB while they are measured")
 
 
 def fill(box: run.Box, side: str, rows: int) -> None:
@@ -186,6 +205,9 @@ def report(box: run.Box, results: list[dict], found: dict | None = None) -> str:
     for r in results:
         loads = ", ".join(f"{s} {r['load_s'].get(s, 'kept')} s / {r['db_mb'][s]} MB" for s in run.PORTS)
         lines.append(f"  {r['messages']:>9} messages: {loads}")
+        for side, p in r.get("load_phases", {}).items():
+            phases = f"COPY {p['copy_s']} s, indexes {p['index_s']} s, VACUUM ANALYZE {p['vacuum_s']} s"
+            lines.append(f"      {side}: {phases}")
     lines += table(results, "throughput") + table(results, "latency")
     lines.append("\nWhole mix, ours / seed (throughput run):")
     for r in results:
@@ -275,11 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     results: list[dict] = []
     found: dict = {}
-    per_million = 0
+    per_million = bytes_per_million(args.seed)
+    say_disk_needs(sizes, per_million)
     try:
         for n, messages in enumerate(sizes):
-            if per_million:
-                check_disk(messages, per_million)
+            check_disk(messages, per_million)
             started = time.monotonic()
             results.append(one_size(box, env, messages, args))
             if n == 0 and not args.no_variants:
@@ -290,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             if n < len(sizes) - 1 or not args.keep:
                 for side in run.PORTS:
                     box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
+                # The copy in the sandbox (the generated set stays in .state/bench for the next run).
+                box.sh(f"rm -rf {run.REMOTE}/{data.name}", check=False)
     finally:
         (run.STATE / "scale.json").write_text(json.dumps({"sizes": results, "variants": found}) + "\n")
     text = report(box, results, found)
