@@ -100,7 +100,11 @@ def start_bench_exporter(box: run.Box) -> None:
 
 
 def stop_bench_processes(box: run.Box) -> None:
-    box.sh(f"pkill -f 'web.listen-address=127.0.0.1:{BENCH_EXPORTER_PORT}' || true; pkill -f {SCRAPER} || true")
+    # The patterns' first letter in brackets: they must not match this shell's own command line.
+    box.sh(
+        f"pkill -f '[w]eb.listen-address=127.0.0.1:{BENCH_EXPORTER_PORT}' || true; "
+        f"pkill -f '[{SCRAPER[0]}]{SCRAPER[1:]}' || true"
+    )
 
 
 def set_side(box: run.Box, on: bool, units: list[str], scrape_interval: float) -> None:
