@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             results[-1]["wall_s"] = round(time.monotonic() - started)
             data = run.STATE / f"data-{messages}-{args.seed}"
             per_million = int(data_bytes(data) / messages * 1_000_000)
-            if n < len(sizes) - 1 or not args.keep:
+            # The last size's clusters stay until the report has the plans of what missed a target.
+            if n < len(sizes) - 1:
                 for side in run.PORTS:
                     box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
                 # The copy in the sandbox (the generated set stays in .state/bench for the next run).
@@ -320,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         for side in run.PORTS:
             box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
+        box.sh(f"rm -rf {run.REMOTE}/data-{sizes[-1]}-{args.seed}", check=False)
     stamp = f"{datetime.now(UTC):%Y-%m-%d}, commit {commit()}, {platform.node()} ({platform.machine()}, 2 cores)"
     print(f"\nRun of {stamp}\n{text}")
     chart(results, run.STATE / "scale.png")
