@@ -287,7 +287,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=500, help="parameter rows per operation")
     p.add_argument("--keep", action="store_true", help="keep the clusters of the last size")
     p.add_argument("--no-variants", action="store_true", help="skip the protocols and row-level security runs")
-    p.add_argument("--docs", action="store_true", help="write docs/performance/scale-latest.md and the chart")
+    p.add_argument("--docs", action="store_true", help="write docs/performance/scale-latest.txt and the chart")
     return p.parse_args(argv)
 
 
