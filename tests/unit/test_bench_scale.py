@@ -51,3 +51,18 @@ def test_each_missed_target_is_named():
     ]
     assert "1.20x" in missed[0][1] and "40%" in missed[1][1]
     assert scale.growth(results, "ours") == {"channel_history": 3.2, "search_fulltext": 2.4}
+
+
+def test_passes_combine_into_medians_with_the_spread_kept():
+    def one(tps: float, p95: float) -> dict:
+        ops = {"channel_history": {"p50": p95 / 2, "p95": p95, "p99": p95 * 3, "statement_mean": 0.1}}
+        return {"tps": tps, "ops": ops, "cpu": {"client_share": tps / 10_000}}
+
+    combined = scale.combine([one(1000, 0.9), one(1200, 2.5), one(900, 1.1)])
+    history = combined["ops"]["channel_history"]
+    assert (history["p50"], history["p95"], history["p99"]) == (0.55, 1.1, 3.3)
+    assert history["p95_passes"] == [0.9, 2.5, 1.1]
+    # The rest is the pass of median throughput's.
+    assert combined["tps"] == 1000 and combined["cpu"] == {"client_share": 0.1}
+    assert combined["passes"] == [1000, 1200, 900]
+    assert scale.combine([one(1000, 0.9)]) == one(1000, 0.9)

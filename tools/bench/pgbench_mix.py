@@ -200,9 +200,37 @@ def summarize(latencies: dict, means: dict, wall: float, client_cpu: float, mach
     return {"tps": round(total / wall, 1), "transactions": total, "ops": per_op, "cpu": cpu}
 
 
+def explain_p95(cur, op: str) -> str:
+    """Run the operation once for each of its parameter rows (in a transaction rolled back), then show
+    the plan, with its buffers, of the row at the 95th percentile of those times: the case the p95 is."""
+    cur.execute(f"SELECT * FROM {PARAMS_TABLE} WHERE op = %s ORDER BY k", (op,))
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    if not rows:
+        raise SystemExit(f"no parameter rows for {op}: run the fill mode first")
+    timed = []
+    for row in rows:
+        cur.execute("BEGIN")
+        started = time.perf_counter()
+        cur.execute(workload.QUERIES[op], row)
+        timed.append(((time.perf_counter() - started) * 1000, row))
+        cur.execute("ROLLBACK")
+    timed.sort(key=lambda t: t[0])
+    ms, row = timed[min(len(timed) - 1, int(0.95 * len(timed)))]
+    cur.execute("BEGIN")
+    cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + workload.QUERIES[op], row)
+    plan = [r[0] for r in cur.fetchall()]
+    cur.execute("ROLLBACK")
+    used = {k: v for k, v in row.items() if v is not None and k not in ("op", "k")}
+    median = timed[len(timed) // 2][0]
+    head = f"the parameter row at the 95th percentile of {len(timed)} ({ms:.2f} ms, median {median:.2f} ms): {used}"
+    return "\n".join([head, *plan])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("fill", "run", "drop"))
+    parser.add_argument("mode", choices=("fill", "run", "drop", "explain"))
+    parser.add_argument("--op", help="explain: the operation")
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--rows", type=int, default=500)
     parser.add_argument("--clients", type=int, default=2)
@@ -234,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     cur = conn.cursor()
     if args.mode == "fill":
         fill_parameters(cur, workload.Catalog.from_messages(cur, random.Random(7)), args.rows)
+    elif args.mode == "explain":
+        print(explain_p95(cur, args.op))
     else:
         drop_parameters(cur)
     conn.close()

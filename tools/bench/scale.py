@@ -28,6 +28,7 @@ import json
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -134,26 +135,45 @@ def one_size(box: run.Box, env: dict, messages: int, args: argparse.Namespace) -
     for side in run.PORTS:
         fill(box, side, args.rows)
         result.setdefault("db_mb", {})[side] = database_mb(box, side)
-    for name, clients in (("throughput", args.clients), ("latency", args.latency_clients)):
-        for side in run.PORTS if name == "throughput" else reversed(list(run.PORTS)):
-            log(f"{messages}: {side}, {name}, {clients} clients, {args.seconds} s")
-            mix(box, env, side, clients, argparse.Namespace(seconds=args.warmup, rows=args.rows))
-            result.setdefault(name, {})[side] = mix(box, env, side, clients, args)
+    warm = argparse.Namespace(seconds=args.warmup, rows=args.rows)
+    for name, clients, passes in (
+        ("throughput", args.clients, 1),
+        ("latency", args.latency_clients, args.latency_passes),
+    ):
+        runs: dict[str, list[dict]] = {side: [] for side in run.PORTS}
+        # The sides take turns, so that a slow minute of the machine does not land on one side only.
+        for n in range(passes):
+            for side in run.PORTS if (name == "throughput") == (n % 2 == 0) else reversed(list(run.PORTS)):
+                log(f"{messages}: {side}, {name} pass {n + 1}/{passes}, {clients} clients, {args.seconds} s")
+                if n == 0:
+                    mix(box, env, side, clients, warm)
+                runs[side].append(mix(box, env, side, clients, args))
+        result[name] = {side: combine(found) for side, found in runs.items()}
     return result
 
 
+def combine(passes: list[dict]) -> dict:
+    """Several passes of one mix as one: the pass of median throughput, with each operation's p50, p95
+    and p99 the median over the passes (and its p95 in each pass, to show the spread)."""
+    if len(passes) == 1:
+        return passes[0]
+    ranked = sorted(passes, key=lambda r: r["tps"])
+    middle = ranked[len(ranked) // 2]
+    out = {**middle, "passes": [r["tps"] for r in passes], "ops": {}}
+    for op, base in middle["ops"].items():
+        merged = dict(base)
+        for q in ("p50", "p95", "p99"):
+            merged[q] = round(statistics.median(r["ops"][op][q] for r in passes), 2)
+        merged["p95_passes"] = [r["ops"][op]["p95"] for r in passes]
+        out["ops"][op] = merged
+    return out
+
+
 def explain(box: run.Box, side: str, op: str) -> str:
-    """The operation's plan with its buffers, for one parameter row of the benchmark."""
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import pgbench_mix as m, workload as w, psycopg2\n"
-        "c = psycopg2.connect(sys.argv[2]); c.autocommit = True; cur = c.cursor()\n"
-        "cur.execute(f'SELECT * FROM {m.PARAMS_TABLE} WHERE op = %s AND k = 1', (sys.argv[3],))\n"
-        "row = dict(zip([d[0] for d in cur.description], cur.fetchone()))\n"
-        "cur.execute('BEGIN'); cur.execute('EXPLAIN (ANALYZE, BUFFERS) ' + w.QUERIES[sys.argv[3]], row)\n"
-        "print('\\n'.join(r[0] for r in cur.fetchall())); cur.execute('ROLLBACK')"
-    )
+    """The plan, with its buffers, of the operation's parameter row at the 95th percentile."""
     admin = f"host=/var/run/postgresql port={run.PORTS[side]} dbname={box.db}"
-    return box.sh(shlex.join(["python3", "-c", code, run.REMOTE, admin, op]), user="postgres", check=False)
+    argv = ["python3", f"{run.REMOTE}/pgbench_mix.py", "explain", "--dsn", admin, "--op", op]
+    return box.sh(shlex.join(argv), user="postgres", check=False)
 
 
 def growth(results: list[dict], side: str) -> dict[str, float]:
@@ -195,8 +215,11 @@ def table(results: list[dict], name: str) -> list[str]:
                 f"  {r['messages']:>9} {side:<5} {res['tps']:>8.1f} tps  client {cpu['client_share']:.0%} of the CPU, "
                 f"server {cpu['server_ms_per_tx']} ms CPU/tx{'' if cpu['server_bound'] else '  (NOT server-bound)'}"
             )
+            if "passes" in res:
+                lines.append(f"      (median of {len(res['passes'])} passes, {res['passes']} tps; p95 per pass last)")
             for op, o in sorted(res["ops"].items()):
-                lines.append(f"      {op:<18}{o['p50']:>8.2f}{o['p95']:>8.2f}{o['p99']:>8.2f}")
+                spread = f"   {o['p95_passes']}" if "p95_passes" in o else ""
+                lines.append(f"      {op:<18}{o['p50']:>8.2f}{o['p95']:>8.2f}{o['p99']:>8.2f}{spread}")
     return lines
 
 
@@ -284,6 +307,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", default="1000000,3000000,10000000")
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--latency-clients", type=int, default=2)
+    p.add_argument(
+        "--latency-passes", type=int, default=3, help="latency passes per size and side (median p50/p95/p99)"
+    )
     p.add_argument("--rows", type=int, default=500, help="parameter rows per operation")
     p.add_argument("--keep", action="store_true", help="keep the clusters of the last size")
     p.add_argument("--no-variants", action="store_true", help="skip the protocols and row-level security runs")
