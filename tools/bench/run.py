@@ -22,13 +22,19 @@ numbers go to .state/bench/results.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
+import os
+import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tools import inputs, seed_sql
@@ -36,6 +42,7 @@ from tools.bench import datagen
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".state" / "bench"
+DOCS = ROOT / "docs" / "performance"
 REMOTE = "/var/tmp/chatflow-bench"
 PORTS = {"ours": 5441, "seed": 5442}
 POOLER_PORT = 6441
@@ -67,6 +74,17 @@ NOT_COPIED = {
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def stamp() -> str:
+    """When, on which commit and on what machine a run was taken, for the printout's first line."""
+    argv = ["git", "rev-parse", "--short", "HEAD"]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    changed = ["git", "status", "--porcelain", "--", "tools"]
+    dirty = subprocess.run(changed, capture_output=True, text=True, cwd=ROOT, check=False)
+    commit = (done.stdout.strip() or "unknown") + (" (with uncommitted changes to tools/)" if dirty.stdout else "")
+    cores = len(os.sched_getaffinity(0))
+    return f"{datetime.now(UTC):%Y-%m-%d}, commit {commit}, {platform.node()} ({platform.machine()}, {cores} cores)"
 
 
 class Box:
@@ -427,6 +445,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pool-clients", type=int, default=200)
     p.add_argument("--pool-seconds", type=float, default=20)
     p.add_argument("--keep", action="store_true", help="keep the two benchmark clusters (and reuse them next time)")
+    p.add_argument("--docs", action="store_true", help="write docs/performance/bench-latest.txt and latency.png")
     return p.parse_args(argv)
 
 
@@ -469,7 +488,14 @@ def main(argv: list[str] | None = None) -> int:
             for side in PORTS:
                 box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
 
-    report(results)
+    first = f"Run of {stamp()}, {args.messages} messages"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        report(results)
+    print(f"{first}\n{printed.getvalue()}", end="")
+    if args.docs:
+        (DOCS / "bench-latest.txt").write_text(f"{first}\n{printed.getvalue()}")
+        shutil.copy(STATE / "latency.png", DOCS / "latency.png")
     return 0
 
 

@@ -25,19 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from tools.bench import pgbench_mix, run
 
-DOCS = run.ROOT / "docs" / "performance"
+DOCS = run.DOCS
 # The targets the printout checks (never asserted): see docs/performance/scale.md.
 TARGET_MIX_RATIO = 2.0
 TARGET_P95_MS = {"channel_history": 1.0, "search_fulltext": 10.0}
@@ -296,12 +293,6 @@ def chart(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def commit() -> str:
-    argv = ["git", "rev-parse", "--short", "HEAD"]
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=run.ROOT, check=False)
-    return done.stdout.strip() or "unknown"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = run.sandbox_parser(__doc__)
     p.add_argument("--sizes", default="1000000,3000000,10000000")
@@ -348,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         for side in run.PORTS:
             box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
         box.sh(f"rm -rf {run.REMOTE}/data-{sizes[-1]}-{args.seed}", check=False)
-    stamp = f"{datetime.now(UTC):%Y-%m-%d}, commit {commit()}, {platform.node()} ({platform.machine()}, 2 cores)"
+    stamp = run.stamp()
     print(f"\nRun of {stamp}\n{text}")
     chart(results, run.STATE / "scale.png")
     if args.docs:
