@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -16,7 +17,8 @@ def result(messages: int, tps: dict, p95: dict, client_share: float = 0.05) -> d
         return {"tps": tps[side], "ops": ops, "cpu": cpu}
 
     sides = {"ours": run("ours"), "seed": run("seed")}
-    return {"messages": messages, "throughput": sides, "latency": sides}
+    loaded = {"load_s": {"ours": 60.0, "seed": 61.0}, "db_mb": {"ours": 600, "seed": 560}}
+    return {"messages": messages, "throughput": sides, "latency": sides, **loaded}
 
 
 FLAT = {
@@ -66,3 +68,39 @@ def test_passes_combine_into_medians_with_the_spread_kept():
     assert combined["tps"] == 1000 and combined["cpu"] == {"client_share": 0.1}
     assert combined["passes"] == [1000, 1200, 900]
     assert scale.combine([one(1000, 0.9)]) == one(1000, 0.9)
+
+
+def test_the_report_shows_each_missed_operation_once_with_its_plan_and_next_step(monkeypatch):
+    slow = {"ours": {"channel_history": 0.5, "search_fulltext": 30.0}, "seed": FLAT["seed"]}
+    results = [
+        result(1_000_000, {"ours": 2000, "seed": 900}, FLAT),
+        result(10_000_000, {"ours": 2000, "seed": 800}, slow),
+    ]
+    monkeypatch.setattr(scale, "NEXT_STEP", {"search_fulltext": "index the terms per channel"})
+    text = scale.report(results, plans={"search_fulltext": "Limit\n  ->  Bitmap Heap Scan on messages"})
+    assert "Targets: 2 missed" in text
+    assert "MISSED search_fulltext: p95 30.00 ms" in text and "MISSED search_fulltext: p95 grew 6.0x" in text
+    section = text.split("\n  search_fulltext:\n", 1)[1]
+    assert section.splitlines() == [
+        "    Limit",
+        "      ->  Bitmap Heap Scan on messages",
+        "    Next step: index the terms per channel",
+    ]
+
+
+def test_a_saved_run_is_published_again_from_its_json(tmp_path, monkeypatch, capsys):
+    results = [
+        result(1_000_000, {"ours": 2000, "seed": 900}, FLAT),
+        result(3_000_000, {"ours": 1900, "seed": 900}, FLAT),
+    ]
+    saved = tmp_path / "scale.json"
+    saved.write_text(json.dumps({"stamp": "2026-12-03, commit abc1234", "sizes": results, "variants": {}, "plans": {}}))
+    monkeypatch.setattr(scale, "chart", lambda _results, path: path.write_bytes(b"png"))
+    monkeypatch.setattr(scale.run, "STATE", tmp_path / "state")
+    (tmp_path / "state").mkdir()
+    monkeypatch.setattr(scale, "DOCS", tmp_path)
+    assert scale.main(["--from-json", str(saved), "--docs"]) == 0
+    written = (tmp_path / "scale-latest.txt").read_text()
+    assert written.startswith("Run of 2026-12-03, commit abc1234\n") and "Targets: all met" in written
+    assert written.strip() in capsys.readouterr().out
+    assert (tmp_path / "scale.png").read_bytes() == b"png"

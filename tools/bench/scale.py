@@ -39,6 +39,9 @@ DOCS = run.DOCS
 TARGET_MIX_RATIO = 2.0
 TARGET_P95_MS = {"channel_history": 1.0, "search_fulltext": 10.0}
 TARGET_GROWTH = 1.5
+# What to do about an operation that misses a target, from the analysis of its plans in
+# docs/performance/scale.md (the printout shows the plan of the run beside it).
+NEXT_STEP: dict[str, str] = {}
 # Disk per byte of generated data: the copy in the sandbox and two clusters with their indexes (measured at 1M: 3.4x).
 DISK_FACTOR = 5.0
 # Generated data per million messages before any has been generated here (the 1M set's files; the
@@ -220,7 +223,7 @@ def table(results: list[dict], name: str) -> list[str]:
     return lines
 
 
-def report(box: run.Box, results: list[dict], found: dict | None = None) -> str:
+def report(results: list[dict], found: dict | None = None, plans: dict[str, str] | None = None) -> str:
     lines = ["Sizes, load time and database size:"]
     for r in results:
         loads = ", ".join(f"{s} {r['load_s'].get(s, 'kept')} s / {r['db_mb'][s]} MB" for s in run.PORTS)
@@ -237,13 +240,27 @@ def report(box: run.Box, results: list[dict], found: dict | None = None) -> str:
         lines.append(f"p95 growth, {side}, smallest to largest size: {growth(results, side)}")
     if found:
         lines += variants_report(found, results[0]["messages"])
-    missed = misses(results)
-    lines.append("\nTargets: " + ("all met" if not missed else f"{len(missed)} missed"))
-    for op, why in missed:
-        lines.append(f"  MISSED {op}: {why}")
-        if op != "mix" and run.cluster_exists(box, "bench_ours"):
-            lines += ["    " + line for line in explain(box, "ours", op).splitlines()]
-    return "\n".join(lines)
+    return "\n".join(lines + targets_report(misses(results), plans or {}))
+
+
+def targets_report(missed: list[tuple[str, str]], plans: dict[str, str]) -> list[str]:
+    """Each missed target; then, per operation, its p95 case's plan and the next step to take."""
+    lines = ["\nTargets: " + ("all met" if not missed else f"{len(missed)} missed")]
+    lines += [f"  MISSED {op}: {why}" for op, why in missed]
+    for op in dict.fromkeys(op for op, _why in missed):
+        lines.append(f"\n  {op}:")
+        if op in plans:
+            lines += ["    " + line for line in plans[op].splitlines()]
+        lines.append("    Next step: " + NEXT_STEP.get(op, "not analysed yet: read the plan above."))
+    return lines
+
+
+def missed_plans(box: run.Box, results: list[dict]) -> dict[str, str]:
+    """The p95 case's plan of each operation that missed a target (the last size's clusters still up)."""
+    ops = dict.fromkeys(op for op, _why in misses(results) if op != "mix")
+    if not ops or not run.cluster_exists(box, "bench_ours"):
+        return {}
+    return {op: explain(box, "ours", op) for op in ops}
 
 
 def variants_report(found: dict, messages: int) -> list[str]:
@@ -305,45 +322,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the clusters of the last size")
     p.add_argument("--no-variants", action="store_true", help="skip the protocols and row-level security runs")
     p.add_argument("--docs", action="store_true", help="write docs/performance/scale-latest.txt and the chart")
+    p.add_argument("--from-json", metavar="PATH", help="no run: print (and with --docs write) a saved run's report")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        return publish(saved, args.docs)
     box, env = run.open_sandbox(args)
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    results: list[dict] = []
-    found: dict = {}
+    saved: dict = {"stamp": run.stamp(), "sizes": [], "variants": {}, "plans": {}}
     per_million = bytes_per_million(args.seed)
     say_disk_needs(sizes, per_million)
     try:
         for n, messages in enumerate(sizes):
             check_disk(messages, per_million)
             started = time.monotonic()
-            results.append(one_size(box, env, messages, args))
+            saved["sizes"].append(one_size(box, env, messages, args))
             if n == 0 and not args.no_variants:
-                found = variants(box, env, args)
-            results[-1]["wall_s"] = round(time.monotonic() - started)
+                saved["variants"] = variants(box, env, args)
+            saved["sizes"][-1]["wall_s"] = round(time.monotonic() - started)
             data = run.STATE / f"data-{messages}-{args.seed}"
             per_million = int(data_bytes(data) / messages * 1_000_000)
-            # The last size's clusters stay until the report has the plans of what missed a target.
+            # The last size's clusters stay until the plans of what missed a target are taken.
             if n < len(sizes) - 1:
                 for side in run.PORTS:
                     box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
                 # The copy in the sandbox (the generated set stays in .state/bench for the next run).
                 box.sh(f"rm -rf {run.REMOTE}/{data.name}", check=False)
+        saved["plans"] = missed_plans(box, saved["sizes"])
     finally:
-        (run.STATE / "scale.json").write_text(json.dumps({"sizes": results, "variants": found}) + "\n")
-    text = report(box, results, found)
+        (run.STATE / "scale.json").write_text(json.dumps(saved) + "\n")
     if not args.keep:
         for side in run.PORTS:
             box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
         box.sh(f"rm -rf {run.REMOTE}/data-{sizes[-1]}-{args.seed}", check=False)
-    stamp = run.stamp()
-    print(f"\nRun of {stamp}\n{text}")
-    chart(results, run.STATE / "scale.png")
-    if args.docs:
-        (DOCS / "scale-latest.txt").write_text(f"Run of {stamp}\n{text}\n")
+    return publish(saved, args.docs)
+
+
+def publish(saved: dict, docs: bool) -> int:
+    """Print the report of a run (and with docs, write it and its chart into docs/performance)."""
+    text = f"Run of {saved['stamp']}\n" + report(saved["sizes"], saved["variants"], saved["plans"])
+    print(f"\n{text}")
+    chart(saved["sizes"], run.STATE / "scale.png")
+    if docs:
+        (DOCS / "scale-latest.txt").write_text(text + "\n")
         shutil.copy(run.STATE / "scale.png", DOCS / "scale.png")
     return 0
 
