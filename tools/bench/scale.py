@@ -41,7 +41,29 @@ TARGET_P95_MS = {"channel_history": 1.0, "search_fulltext": 10.0}
 TARGET_GROWTH = 1.5
 # What to do about an operation that misses a target, from the analysis of its plans in
 # docs/performance/scale.md (the printout shows the plan of the run beside it).
-NEXT_STEP: dict[str, str] = {}
+NEXT_STEP: dict[str, str] = {
+    "mix": (
+        "the two searches take most of the server's time at 10M (their lines below): make them follow the user's "
+        "channels instead of the whole table, then measure the mix again."
+    ),
+    "channel_history": (
+        "none in the schema: the query reads 50 rows through idx_messages_channel_live (about 55 buffers, 0.1 ms "
+        "at its p95 row) and stays flat from 1M to 10M; a pgbench transaction adds the parameter lookup's round "
+        "trip and the wait for a core shared with pgbench, so compare the statement's mean (the -r report) too."
+    ),
+    "search_fulltext": (
+        "the bitmap scan runs once per channel of the user, and each walks the whole posting list of every "
+        "search term in idx_messages_channel_fts: its cost is channels x the terms' frequency in the whole "
+        "table. Index a key per (channel, term) so that a channel's matches are one short posting list "
+        "(measured in docs/performance/scale.md), or partition messages per workspace."
+    ),
+    "search_fuzzy": (
+        "the trigram index matches the fragment in every channel (a bitmap of every match in the table) before "
+        "the BitmapAnd with the user's channels: its cost grows with the table. When the user's channels hold "
+        "few messages, filtering them is cheaper (measured in docs/performance/scale.md); per-workspace "
+        "partitions bound both."
+    ),
+}
 # Disk per byte of generated data: the copy in the sandbox and two clusters with their indexes (measured at 1M: 3.4x).
 DISK_FACTOR = 5.0
 # Generated data per million messages before any has been generated here (the 1M set's files; the
@@ -100,25 +122,31 @@ def mix(box: run.Box, env: dict, side: str, clients: int, args: argparse.Namespa
 def variants(box: run.Box, env: dict, args: argparse.Namespace) -> dict:
     """On ours at one client per core: each protocol direct and through a PgBouncer with the sandbox's
     settings (PgBouncer 1.18's transaction pool has no prepared statements: the error is reported), and
-    the mix as a request under row-level security against the app role, both setting app.user_id."""
-    out: dict = {}
-    clients = args.latency_clients
+    the mix as a request under row-level security against the app role, both setting app.user_id.
+    Each runs --latency-passes times, the order reversed every other pass (a single pass of one
+    variant against another moved by 10-40% between runs)."""
     pooled = run.start_bench_pgbouncer(box)
+    request = {"user": env["DB_REQUEST_USER"], "password": env["DB_REQUEST_PASSWORD"], "extra": ["--request"]}
+    plan: dict[str, dict] = {}
+    for where, port in (("direct", run.PORTS["ours"]), ("pooled", run.POOLER_PORT)):
+        for protocol in pgbench_mix.PROTOCOLS if where == "direct" or pooled else ():
+            plan[f"{where} {protocol}"] = {"port": port, "protocol": protocol}
+    plan |= {"rls off (app)": {"extra": ["--set-user"]}, "rls on (request)": request}
+    runs: dict[str, list[dict]] = {name: [] for name in plan}
+    failed: dict[str, dict] = {}
     try:
-        for where, port in (("direct", run.PORTS["ours"]), ("pooled", run.POOLER_PORT)):
-            for protocol in pgbench_mix.PROTOCOLS if where == "direct" or pooled else ():
-                log(f"variants: {where}, {protocol}")
+        for n in range(args.latency_passes):
+            for name in list(plan) if n % 2 == 0 else reversed(list(plan)):
+                if name in failed:
+                    continue
+                log(f"variants: {name}, pass {n + 1}/{args.latency_passes}")
                 try:
-                    out[f"{where} {protocol}"] = mix(box, env, "ours", clients, args, port=port, protocol=protocol)
+                    runs[name].append(mix(box, env, "ours", args.latency_clients, args, **plan[name]))
                 except RuntimeError as exc:
-                    out[f"{where} {protocol}"] = {"error": str(exc).strip().splitlines()[-1][:300]}
-        request = {"user": env["DB_REQUEST_USER"], "password": env["DB_REQUEST_PASSWORD"], "extra": ["--request"]}
-        for name, kw in (("rls off (app)", {"extra": ["--set-user"]}), ("rls on (request)", request)):
-            log(f"variants: {name}")
-            out[name] = mix(box, env, "ours", clients, args, **kw)
+                    failed[name] = {"error": str(exc).strip().splitlines()[-1][:300]}
     finally:
         run.stop_bench_pgbouncer(box)
-    return out
+    return {name: failed.get(name) or combine(runs[name]) for name in plan}
 
 
 def database_mb(box: run.Box, side: str) -> int:
@@ -162,8 +190,9 @@ def combine(passes: list[dict]) -> dict:
     out = {**middle, "passes": [r["tps"] for r in passes], "ops": {}}
     for op, base in middle["ops"].items():
         merged = dict(base)
-        for q in ("p50", "p95", "p99"):
-            merged[q] = round(statistics.median(r["ops"][op][q] for r in passes), 2)
+        for q in ("p50", "p95", "p99", "statement_mean"):
+            if q in base:
+                merged[q] = round(statistics.median(r["ops"][op][q] for r in passes), 3)
         merged["p95_passes"] = [r["ops"][op]["p95"] for r in passes]
         out["ops"][op] = merged
     return out
@@ -274,6 +303,8 @@ def variants_report(found: dict, messages: int) -> list[str]:
         lines.append(
             f"  {name:<22}{res['tps']:>9.1f} tps  server {cpu['server_ms_per_tx']} ms CPU/tx  statement ms {means}"
         )
+        if "passes" in res:
+            lines.append(f"  {'':<22}(median of the passes: {res['passes']} tps)")
     ok = {k: v for k, v in found.items() if "error" not in v}
     for a, b in (
         ("direct prepared", "direct extended"),
