@@ -101,6 +101,7 @@ def test_a_saved_run_is_published_again_from_its_json(tmp_path, monkeypatch, cap
     monkeypatch.setattr(scale, "DOCS", tmp_path)
     assert scale.main(["--from-json", str(saved), "--docs"]) == 0
     written = (tmp_path / "scale-latest.txt").read_text()
-    assert written.startswith("Run of 2026-12-03, commit abc1234\n") and "Targets: all met" in written
+    assert written.startswith("Run of 2026-12-03, commit abc1234\n(printed again from its saved results on ")
+    assert "Targets: all met" in written
     assert written.strip() in capsys.readouterr().out
     assert (tmp_path / "scale.png").read_bytes() == b"png"

@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
+        saved["printed_again"] = run.stamp()
         return publish(saved, args.docs)
     box, env = run.open_sandbox(args)
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -395,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def publish(saved: dict, docs: bool) -> int:
     """Print the report of a run (and with docs, write it and its chart into docs/performance)."""
-    text = f"Run of {saved['stamp']}\n" + report(saved["sizes"], saved["variants"], saved["plans"])
+    again = f"(printed again from its saved results on {saved['printed_again']})\n" if "printed_again" in saved else ""
+    text = f"Run of {saved['stamp']}\n{again}" + report(saved["sizes"], saved["variants"], saved["plans"])
     print(f"\n{text}")
     chart(saved["sizes"], run.STATE / "scale.png")
     if docs:
