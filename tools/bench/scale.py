@@ -54,14 +54,15 @@ NEXT_STEP: dict[str, str] = {
     "search_fulltext": (
         "the bitmap scan runs once per channel of the user, and each walks the whole posting list of every "
         "search term in idx_messages_channel_fts: its cost is channels x the terms' frequency in the whole "
-        "table. Index a key per (channel, term) so that a channel's matches are one short posting list "
-        "(measured in docs/performance/scale.md), or partition messages per workspace."
+        "table. A key per (channel, term) alone did not pay at 3M (docs/performance/scale.md: the index part "
+        "5x cheaper, but every candidate's text parsed again); next, measure messages partitioned per "
+        "workspace (each index holding one tenant's messages), or that key with a stored search vector."
     ),
     "search_fuzzy": (
-        "the trigram index matches the fragment in every channel (a bitmap of every match in the table) before "
-        "the BitmapAnd with the user's channels: its cost grows with the table. When the user's channels hold "
-        "few messages, filtering them is cheaper (measured in docs/performance/scale.md); per-workspace "
-        "partitions bound both."
+        "the trigram index returns every message in the table that has the fragment before the BitmapAnd with "
+        "the user's channels: its cost grows with the table. Filtering the user's channels' messages instead "
+        "was slower at 3M (docs/performance/scale.md); next, measure messages partitioned per workspace "
+        "(each trigram index holding one tenant's messages)."
     ),
 }
 # Disk per byte of generated data: the copy in the sandbox and two clusters with their indexes (measured at 1M: 3.4x).
