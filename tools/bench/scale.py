@@ -8,17 +8,20 @@ data, and runs the pgbench mix (tools/bench/pgbench_mix.py: the workload's SQL a
 each side, in the extended protocol (what the backend gets through PgBouncer's transaction
 pool), as the app role over loopback TCP:
 
-  throughput  --clients connections (default 4, two per core);
-  latency     --latency-clients (default 2, one per core: no queueing for the CPU).
+  throughput  --clients connections (default 4, two per core), one pass;
+  latency     --latency-clients (default 2, one per core: no queueing for the CPU),
+              --latency-passes (default 3) per side, the sides taking turns; medians.
 
 Reported per size and side: load time (COPY, index builds, VACUUM ANALYZE) and database size,
 throughput, per operation p50/p95/p99, the client's share of the CPU (a run is server-bound
 when under 25%); then each operation's p95 growth from the smallest to the largest size, the
-targets, and where one is missed the operation's plan with its buffers.  The free disk is
-checked before each size (what the size needs is estimated from the data files); the clusters
-are dropped after each size unless --keep.
+targets, and for each operation that missed one, the plan with its buffers of its p95 case and
+the next step to take.  The free disk is checked before each size (what the size needs is
+estimated from the data files); the clusters are dropped after each size unless --keep.  The
+results are saved in .state/bench/scale.json; --from-json prints (and with --docs publishes)
+a saved run again.
 
-    python3 -m tools.bench.scale [--sizes 1000000,3000000,10000000] [--seconds 30]
+    python3 -m tools.bench.scale [--sizes 1000000,3000000,10000000] [--seconds 30] [--docs]
 """
 
 from __future__ import annotations
