@@ -451,6 +451,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    first = f"Run of {stamp()}, {args.messages} messages"
     box, env = open_sandbox(args)
     data, summary = prepare_data(args.messages, args.seed)
     remote = upload(box, data)
@@ -488,7 +489,6 @@ def main(argv: list[str] | None = None) -> int:
             for side in PORTS:
                 box.sh(f"pg_dropcluster --stop 15 bench_{side}", check=False)
 
-    first = f"Run of {stamp()}, {args.messages} messages"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         report(results)
