@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tools.bench import scale
 
@@ -105,3 +107,11 @@ def test_a_saved_run_is_published_again_from_its_json(tmp_path, monkeypatch, cap
     assert "Targets: all met" in written
     assert written.strip() in capsys.readouterr().out
     assert (tmp_path / "scale.png").read_bytes() == b"png"
+
+
+def test_passes_take_turns_and_their_number_is_checked():
+    sides = ["ours", "seed"]
+    assert [scale.in_turn(sides, n) for n in range(3)] == [sides, ["seed", "ours"], sides]
+    assert scale.parse_args(["--latency-passes", "5"]).latency_passes == 5
+    with pytest.raises(SystemExit):
+        scale.parse_args(["--latency-passes", "0"])

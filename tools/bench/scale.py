@@ -140,7 +140,7 @@ def variants(box: run.Box, env: dict, args: argparse.Namespace) -> dict:
     failed: dict[str, dict] = {}
     try:
         for n in range(args.latency_passes):
-            for name in list(plan) if n % 2 == 0 else reversed(list(plan)):
+            for name in in_turn(list(plan), n):
                 if name in failed:
                     continue
                 log(f"variants: {name}, pass {n + 1}/{args.latency_passes}")
@@ -173,15 +173,21 @@ def one_size(box: run.Box, env: dict, messages: int, args: argparse.Namespace) -
         ("latency", args.latency_clients, args.latency_passes),
     ):
         runs: dict[str, list[dict]] = {side: [] for side in run.PORTS}
-        # The sides take turns, so that a slow minute of the machine does not land on one side only.
         for n in range(passes):
-            for side in run.PORTS if (name == "throughput") == (n % 2 == 0) else reversed(list(run.PORTS)):
+            # The latency passes start with the seed's side (as the throughput pass ended on it).
+            for side in in_turn(list(run.PORTS), n + (name == "latency")):
                 log(f"{messages}: {side}, {name} pass {n + 1}/{passes}, {clients} clients, {args.seconds} s")
                 if n == 0:
                     mix(box, env, side, clients, warm)
                 runs[side].append(mix(box, env, side, clients, args))
         result[name] = {side: combine(found) for side, found in runs.items()}
     return result
+
+
+def in_turn(names: list[str], n: int) -> list[str]:
+    """The order of pass n: reversed every other pass, so that a slow minute of the machine does not
+    land on the same side or variant every time."""
+    return names if n % 2 == 0 else names[::-1]
 
 
 def combine(passes: list[dict]) -> dict:
@@ -351,7 +357,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--latency-clients", type=int, default=2)
     p.add_argument(
-        "--latency-passes", type=int, default=3, help="latency passes per size and side (median p50/p95/p99)"
+        "--latency-passes",
+        type=int,
+        default=3,
+        choices=range(1, 10),
+        metavar="1-9",
+        help="latency passes per size and side (median p50/p95/p99)",
     )
     p.add_argument("--rows", type=int, default=500, help="parameter rows per operation")
     p.add_argument("--keep", action="store_true", help="keep the clusters of the last size")
